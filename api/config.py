@@ -1,0 +1,76 @@
+"""Configuration from environment variables only, with working local defaults.
+
+`.env` in the project root is read first (values already in the environment win);
+`.env.example` lists every variable this module reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None  # admin URL of an external server; None = embedded PostgreSQL
+    db_name: str
+    secret_key: str
+    data_dir: Path
+    pg_port: int
+    pg_superuser_password: str
+    api_host: str
+    api_port: int
+    api_workers: int
+    db_pool_size: int
+    rate_limit_per_minute: int
+    max_body_bytes: int
+    backup_dir: Path
+    backup_keep: int
+    log_level: str
+
+    @property
+    def embedded(self) -> bool:
+        return not self.database_url
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    load_dotenv(ROOT / ".env", override=False)
+    data_dir = Path(os.environ.get("CRM_DATA_DIR") or ROOT / ".data").resolve()
+    secret = os.environ.get("CRM_SECRET_KEY", "")
+    if not secret:
+        # Local default only: setup.sh writes a random one into .env on first run.
+        secret = "dev-insecure-secret-change-me"
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL") or None,
+        db_name=os.environ.get("CRM_DB_NAME", "crm"),
+        secret_key=secret,
+        data_dir=data_dir,
+        pg_port=_int("CRM_PG_PORT", 5433),
+        pg_superuser_password=os.environ.get("CRM_PG_SUPERUSER_PASSWORD") or secret,
+        api_host=os.environ.get("CRM_API_HOST", "127.0.0.1"),
+        api_port=_int("CRM_API_PORT", 8000),
+        api_workers=_int("CRM_API_WORKERS", 1),
+        db_pool_size=_int("CRM_DB_POOL_SIZE", 10),
+        rate_limit_per_minute=_int("CRM_RATE_LIMIT_PER_MINUTE", 600),
+        max_body_bytes=_int("CRM_MAX_BODY_BYTES", 1_048_576),
+        backup_dir=Path(os.environ.get("CRM_BACKUP_DIR") or data_dir / "backups").resolve(),
+        backup_keep=_int("CRM_BACKUP_KEEP", 7),
+        log_level=os.environ.get("CRM_LOG_LEVEL", "info"),
+    )

@@ -1,0 +1,500 @@
+-- Migration 0001: the baseline schema (identical to db/schema.sql at version 1).
+-- The whole CRM schema, from an empty database.
+--
+-- Run by `crm db init` as a superuser after db/roles.sql (it creates extensions); every
+-- object is created under SET ROLE crm_owner, so crm_owner owns it.
+--
+-- Isolation: every tenant table has marca_id first in its primary key, foreign keys
+-- that include marca_id, FORCE ROW LEVEL SECURITY, and one policy on crm.marca_actual().
+-- crm.marca_actual() is the brand of the transaction (app.marca_id, honoured only for
+-- the API's role) or the brand mapped to the login role (NocoDB, Metabase).
+--
+-- Keep db/migrations/ in step: a fresh install from this file must equal an install
+-- upgraded through every migration (tests/test_migrations.py compares the two).
+
+-- ---------------------------------------------------------------- database grants
+-- The roles themselves are cluster-wide: db/roles.sql creates them first.
+DO $$
+BEGIN
+  EXECUTE format('GRANT CONNECT, CREATE, TEMPORARY ON DATABASE %I TO crm_owner', current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO crm_api, crm_ejecutivo, crm_marca', current_database());
+END
+$$;
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS unaccent;
+CREATE EXTENSION IF NOT EXISTS citext;
+
+SET ROLE crm_owner;
+
+CREATE SCHEMA crm;
+CREATE SCHEMA reporting;
+SET search_path = crm, public;
+
+-- ---------------------------------------------------------------- migrations
+CREATE TABLE crm.migraciones (
+  version    integer PRIMARY KEY,
+  nombre     text NOT NULL,
+  aplicada_en timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------- helpers
+-- Accent- and case-insensitive form of a text, immutable so it can be indexed.
+CREATE FUNCTION crm.normalizar(t text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+RETURN lower(public.unaccent('public.unaccent'::regdictionary, t));
+
+CREATE FUNCTION crm.zona_horaria_valida(tz text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  PERFORM now() AT TIME ZONE tz;
+  RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+  RETURN false;
+END
+$$;
+
+-- ---------------------------------------------------------------- brands
+CREATE TABLE crm.marcas (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug         text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9][a-z0-9-]{1,39}$'),
+  nombre       text NOT NULL CHECK (length(btrim(nombre)) BETWEEN 1 AND 120),
+  zona_horaria text NOT NULL DEFAULT 'America/Santiago' CHECK (crm.zona_horaria_valida(zona_horaria)),
+  moneda       text NOT NULL DEFAULT 'CLP' CHECK (moneda ~ '^[A-Z]{3}$'),
+  settings     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(settings) = 'object'),
+  rol_db       name NOT NULL UNIQUE,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Brand of the login role (NocoDB, Metabase). Definer: reads crm.marcas without its policy.
+CREATE FUNCTION crm.marca_de_rol(rol name) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+  SELECT id FROM crm.marcas WHERE rol_db = rol
+$$;
+
+-- The brand every row-level policy compares with. app.marca_id is honoured only for
+-- the API's role: a brand role in Metabase could set it, and must not escape its brand.
+CREATE FUNCTION crm.marca_actual() RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
+    WHEN pg_has_role(current_user, 'crm_api', 'MEMBER')
+      THEN nullif(current_setting('app.marca_id', true), '')::bigint
+    ELSE crm.marca_de_rol(current_user)
+  END
+$$;
+
+ALTER TABLE crm.marcas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE crm.marcas FORCE ROW LEVEL SECURITY;
+CREATE POLICY marca_propia ON crm.marcas USING (id = crm.marca_actual());
+-- The API lists brands for group admins; executives report on all of them.
+CREATE POLICY lectura_grupo ON crm.marcas FOR SELECT TO crm_api, crm_ejecutivo USING (true);
+
+-- Creates a brand and its login role together. p_password is derived by the caller
+-- from the install's secret, so `crm db url --brand` can rebuild it without storing it.
+CREATE FUNCTION crm.crear_marca(p_slug text, p_nombre text, p_zona_horaria text,
+                                p_moneda text, p_settings jsonb, p_password text)
+RETURNS crm.marcas
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, crm AS $$
+DECLARE
+  rol name := 'crm_marca_' || replace(p_slug, '-', '_');
+  fila crm.marcas;
+BEGIN
+  INSERT INTO crm.marcas (slug, nombre, zona_horaria, moneda, settings, rol_db)
+  VALUES (p_slug, p_nombre, coalesce(p_zona_horaria, 'America/Santiago'),
+          coalesce(p_moneda, 'CLP'), coalesce(p_settings, '{}'), rol)
+  RETURNING * INTO fila;
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = rol) THEN
+    EXECUTE format('ALTER ROLE %I LOGIN PASSWORD %L', rol, p_password);
+  ELSE
+    EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB PASSWORD %L',
+                   rol, p_password);
+  END IF;
+  EXECUTE format('GRANT crm_marca TO %I', rol);
+  RETURN fila;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION crm.crear_marca(text, text, text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.crear_marca(text, text, text, text, jsonb, text) TO crm_api;
+
+-- ---------------------------------------------------------------- API keys
+-- Not a tenant table: group-wide keys have no brand. Only the API's role reads it.
+CREATE TABLE crm.claves_api (
+  id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  marca_id          bigint REFERENCES crm.marcas (id) ON DELETE CASCADE,
+  nombre            text NOT NULL DEFAULT '',
+  prefijo           text NOT NULL,
+  hash              bytea NOT NULL UNIQUE,  -- sha256 of the whole key; keys are 256-bit random
+  rol               text NOT NULL CHECK (rol IN ('admin', 'staff', 'lector', 'integracion')),
+  limite_por_minuto integer CHECK (limite_por_minuto > 0),
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  last_used_at      timestamptz,
+  revoked_at        timestamptz,
+  -- a group-wide key is always an admin key
+  CHECK (marca_id IS NOT NULL OR rol = 'admin')
+);
+
+-- ---------------------------------------------------------------- audit
+CREATE TABLE crm.auditoria (
+  marca_id    bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id          bigint GENERATED ALWAYS AS IDENTITY,
+  tabla       text NOT NULL,
+  registro_id bigint NOT NULL,
+  accion      text NOT NULL CHECK (accion IN ('INSERT', 'UPDATE', 'DELETE')),
+  antes       jsonb,
+  despues     jsonb,
+  actor       text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (marca_id, id)
+);
+CREATE INDEX auditoria_registro ON crm.auditoria (marca_id, tabla, registro_id);
+
+-- Who acted: the API key (app.actor, honoured only for the API's role), else the login role.
+CREATE FUNCTION crm.actor_actual() RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT CASE
+    WHEN pg_has_role(session_user, 'crm_api', 'MEMBER')
+         AND coalesce(current_setting('app.actor', true), '') <> ''
+      THEN current_setting('app.actor', true)
+    ELSE session_user::text
+  END
+$$;
+
+-- Definer: brand roles may read the audit trail but never write or forge it.
+CREATE FUNCTION crm.auditar() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, crm AS $$
+DECLARE
+  fila jsonb := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+BEGIN
+  INSERT INTO crm.auditoria (marca_id, tabla, registro_id, accion, antes, despues, actor)
+  VALUES ((fila ->> 'marca_id')::bigint, TG_TABLE_NAME, (fila ->> 'id')::bigint, TG_OP,
+          CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+          CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
+          crm.actor_actual());
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION crm.tocar_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+-- ---------------------------------------------------------------- customers
+CREATE TABLE crm.clientes (
+  marca_id              bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id                    bigint GENERATED ALWAYS AS IDENTITY,
+  nombre                text NOT NULL CHECK (length(btrim(nombre)) BETWEEN 1 AND 200),
+  telefono              text CHECK (telefono ~ '^\+[1-9][0-9]{6,14}$'),
+  email                 citext CHECK (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'),
+  documento             text CHECK (documento ~ '^[0-9]{7,8}[0-9K]$'),  -- RUT, compact form
+  fecha_nacimiento      date CHECK (fecha_nacimiento BETWEEN '1900-01-01' AND '2100-01-01'),
+  ciudad                text,
+  region                text,
+  canal_origen          text NOT NULL DEFAULT 'presencial'
+                        CHECK (canal_origen IN ('whatsapp', 'web', 'telefono', 'presencial', 'importacion')),
+  segmento              text NOT NULL DEFAULT 'nuevo'
+                        CHECK (segmento IN ('nuevo', 'recurrente', 'vip', 'inactivo')),
+  opt_out_marketing     boolean NOT NULL DEFAULT false,
+  opt_out_recordatorios boolean NOT NULL DEFAULT false,
+  opt_out_encuestas     boolean NOT NULL DEFAULT false,
+  notas                 text,
+  created_at            timestamptz NOT NULL DEFAULT now(),
+  updated_at            timestamptz NOT NULL DEFAULT now(),
+  deleted_at            timestamptz,
+  PRIMARY KEY (marca_id, id),
+  CONSTRAINT clientes_telefono_unico UNIQUE (marca_id, telefono),
+  CONSTRAINT clientes_email_unico UNIQUE (marca_id, email)
+);
+CREATE INDEX clientes_nombre_trgm ON crm.clientes USING gin (crm.normalizar(nombre) gin_trgm_ops);
+CREATE INDEX clientes_documento ON crm.clientes (marca_id, documento);
+CREATE INDEX clientes_creacion ON crm.clientes (marca_id, created_at);
+
+-- ---------------------------------------------------------------- products
+CREATE TABLE crm.productos (
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id         bigint GENERATED ALWAYS AS IDENTITY,
+  sku        text NOT NULL CHECK (sku ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$'),
+  nombre     text NOT NULL CHECK (length(btrim(nombre)) BETWEEN 1 AND 200),
+  categoria  text NOT NULL DEFAULT 'general',
+  precio     bigint NOT NULL CHECK (precio >= 0),
+  stock      integer CHECK (stock >= 0),  -- NULL: not tracked (food made to order)
+  activo     boolean NOT NULL DEFAULT true,
+  alias      text[] NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (marca_id, id),
+  CONSTRAINT productos_sku_unico UNIQUE (marca_id, sku)
+);
+
+-- ---------------------------------------------------------------- orders
+CREATE TABLE crm.pedidos (
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id         bigint GENERATED ALWAYS AS IDENTITY,
+  cliente_id bigint NOT NULL,
+  canal      text NOT NULL CHECK (canal IN ('whatsapp', 'web', 'telefono', 'presencial')),
+  estado     text NOT NULL DEFAULT 'pendiente'
+             CHECK (estado IN ('pendiente', 'confirmado', 'en_preparacion', 'listo', 'entregado', 'cancelado')),
+  total      bigint NOT NULL DEFAULT 0 CHECK (total >= 0),  -- kept equal to the items' sum by triggers
+  nota       text CHECK (length(nota) <= 2000),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (marca_id, id),
+  FOREIGN KEY (marca_id, cliente_id) REFERENCES crm.clientes (marca_id, id)
+);
+CREATE INDEX pedidos_creacion ON crm.pedidos (marca_id, created_at);
+CREATE INDEX pedidos_cliente ON crm.pedidos (marca_id, cliente_id, created_at);
+CREATE INDEX pedidos_estado ON crm.pedidos (marca_id, estado);
+
+CREATE TABLE crm.pedido_items (
+  marca_id        bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id              bigint GENERATED ALWAYS AS IDENTITY,
+  pedido_id       bigint NOT NULL,
+  producto_id     bigint NOT NULL,
+  cantidad        integer NOT NULL CHECK (cantidad > 0 AND cantidad <= 10000),
+  precio_unitario bigint NOT NULL CHECK (precio_unitario >= 0),  -- captured at order time
+  subtotal        bigint GENERATED ALWAYS AS (cantidad * precio_unitario) STORED,
+  PRIMARY KEY (marca_id, id),
+  FOREIGN KEY (marca_id, pedido_id) REFERENCES crm.pedidos (marca_id, id) ON DELETE CASCADE,
+  FOREIGN KEY (marca_id, producto_id) REFERENCES crm.productos (marca_id, id)
+);
+CREATE INDEX pedido_items_pedido ON crm.pedido_items (marca_id, pedido_id);
+CREATE INDEX pedido_items_producto ON crm.pedido_items (marca_id, producto_id);
+
+CREATE TABLE crm.pedido_estados (
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id         bigint GENERATED ALWAYS AS IDENTITY,
+  pedido_id  bigint NOT NULL,
+  desde      text,
+  hacia      text NOT NULL,
+  actor      text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (marca_id, id),
+  FOREIGN KEY (marca_id, pedido_id) REFERENCES crm.pedidos (marca_id, id) ON DELETE CASCADE
+);
+CREATE INDEX pedido_estados_pedido ON crm.pedido_estados (marca_id, pedido_id, created_at);
+
+-- The order lifecycle, in one place: which state may follow which.
+CREATE FUNCTION crm.transicion_permitida(desde text, hacia text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT (desde, hacia) IN (
+    ('pendiente', 'confirmado'), ('confirmado', 'en_preparacion'),
+    ('en_preparacion', 'listo'), ('listo', 'entregado'),
+    ('pendiente', 'cancelado'), ('confirmado', 'cancelado'),
+    ('en_preparacion', 'cancelado'), ('listo', 'cancelado'))
+$$;
+
+-- Before insert/update of an order: new orders start pending, status moves only along
+-- allowed transitions, and total is always recomputed from the items.
+CREATE FUNCTION crm.pedidos_reglas() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.estado <> 'pendiente' THEN
+      RAISE EXCEPTION 'Un pedido nuevo debe comenzar en estado pendiente, no %', NEW.estado
+        USING ERRCODE = 'CRM01', COLUMN = 'estado';
+    END IF;
+    NEW.total := 0;
+    RETURN NEW;
+  END IF;
+  IF NEW.estado IS DISTINCT FROM OLD.estado
+     AND NOT crm.transicion_permitida(OLD.estado, NEW.estado) THEN
+    RAISE EXCEPTION 'Transición de estado no permitida: % → %', OLD.estado, NEW.estado
+      USING ERRCODE = 'CRM01', COLUMN = 'estado',
+            HINT = 'Permitidas: pendiente → confirmado → en_preparacion → listo → entregado; cancelado desde cualquier estado no final.';
+  END IF;
+  IF NEW.cliente_id IS DISTINCT FROM OLD.cliente_id OR NEW.canal IS DISTINCT FROM OLD.canal THEN
+    RAISE EXCEPTION 'El cliente y el canal de un pedido no se pueden cambiar'
+      USING ERRCODE = 'CRM02', COLUMN = 'cliente_id';
+  END IF;
+  NEW.total := coalesce((SELECT sum(subtotal) FROM crm.pedido_items
+                         WHERE marca_id = NEW.marca_id AND pedido_id = NEW.id), 0);
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER pedidos_reglas BEFORE INSERT OR UPDATE ON crm.pedidos
+  FOR EACH ROW EXECUTE FUNCTION crm.pedidos_reglas();
+
+-- Status history. Definer: brand roles read the history but cannot write it by hand.
+CREATE FUNCTION crm.pedidos_historial() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, crm AS $$
+BEGIN
+  IF TG_OP = 'INSERT' OR NEW.estado IS DISTINCT FROM OLD.estado THEN
+    INSERT INTO crm.pedido_estados (marca_id, pedido_id, desde, hacia, actor)
+    VALUES (NEW.marca_id, NEW.id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.estado END,
+            NEW.estado, crm.actor_actual());
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER pedidos_historial AFTER INSERT OR UPDATE OF estado ON crm.pedidos
+  FOR EACH ROW EXECUTE FUNCTION crm.pedidos_historial();
+
+-- Items change only while the order is pending; a new item takes the product's current
+-- price unless one is given, and the product must be active.
+CREATE FUNCTION crm.pedido_items_reglas() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  estado_pedido text;
+  precio_actual bigint;
+  esta_activo boolean;
+  fila crm.pedido_items := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+  SELECT estado INTO estado_pedido FROM crm.pedidos
+   WHERE marca_id = fila.marca_id AND id = fila.pedido_id;
+  IF estado_pedido IS NOT NULL AND estado_pedido <> 'pendiente' THEN
+    RAISE EXCEPTION 'Los ítems de un pedido % no se pueden modificar; solo los de un pedido pendiente', estado_pedido
+      USING ERRCODE = 'CRM03', COLUMN = 'items';
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'INSERT' OR NEW.producto_id IS DISTINCT FROM OLD.producto_id THEN
+    SELECT precio, activo INTO precio_actual, esta_activo FROM crm.productos
+     WHERE marca_id = NEW.marca_id AND id = NEW.producto_id;
+    IF esta_activo IS false THEN
+      RAISE EXCEPTION 'El producto % no está activo', NEW.producto_id
+        USING ERRCODE = 'CRM04', COLUMN = 'producto_id';
+    END IF;
+    NEW.precio_unitario := coalesce(NEW.precio_unitario, precio_actual);
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER pedido_items_reglas BEFORE INSERT OR UPDATE OR DELETE ON crm.pedido_items
+  FOR EACH ROW EXECUTE FUNCTION crm.pedido_items_reglas();
+
+-- After items change, touch their orders once per statement so pedidos_reglas recomputes total.
+CREATE FUNCTION crm.pedido_items_total() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    UPDATE crm.pedidos p SET total = p.total
+      FROM (SELECT DISTINCT marca_id, pedido_id FROM nuevos) n
+     WHERE p.marca_id = n.marca_id AND p.id = n.pedido_id;
+  END IF;
+  IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    UPDATE crm.pedidos p SET total = p.total
+      FROM (SELECT DISTINCT marca_id, pedido_id FROM viejos) v
+     WHERE p.marca_id = v.marca_id AND p.id = v.pedido_id;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER pedido_items_total_ins AFTER INSERT ON crm.pedido_items
+  REFERENCING NEW TABLE AS nuevos FOR EACH STATEMENT EXECUTE FUNCTION crm.pedido_items_total();
+CREATE TRIGGER pedido_items_total_upd AFTER UPDATE ON crm.pedido_items
+  REFERENCING NEW TABLE AS nuevos OLD TABLE AS viejos FOR EACH STATEMENT EXECUTE FUNCTION crm.pedido_items_total();
+CREATE TRIGGER pedido_items_total_del AFTER DELETE ON crm.pedido_items
+  REFERENCING OLD TABLE AS viejos FOR EACH STATEMENT EXECUTE FUNCTION crm.pedido_items_total();
+
+-- ---------------------------------------------------------------- interactions
+CREATE TABLE crm.interacciones (
+  marca_id             bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  id                   bigint GENERATED ALWAYS AS IDENTITY,
+  cliente_id           bigint NOT NULL,
+  canal                text NOT NULL CHECK (canal IN ('whatsapp', 'web', 'telefono', 'presencial', 'email', 'sms')),
+  direccion            text NOT NULL CHECK (direccion IN ('entrante', 'saliente')),
+  tipo                 text NOT NULL CHECK (tipo IN ('mensaje', 'llamada', 'nota', 'encuesta')),
+  contenido            text NOT NULL DEFAULT '' CHECK (length(contenido) <= 10000),
+  id_externo           text,
+  puntaje_satisfaccion smallint CHECK (puntaje_satisfaccion BETWEEN 1 AND 5),
+  created_at           timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (marca_id, id),
+  FOREIGN KEY (marca_id, cliente_id) REFERENCES crm.clientes (marca_id, id),
+  CONSTRAINT interacciones_id_externo_unico UNIQUE (marca_id, canal, id_externo)
+);
+CREATE INDEX interacciones_cliente ON crm.interacciones (marca_id, cliente_id, created_at);
+CREATE INDEX interacciones_creacion ON crm.interacciones (marca_id, created_at);
+
+-- ---------------------------------------------------------------- isolation, audit, grants
+-- crm.tablas_tenant() is the list every test and tool iterates: keep it the one source.
+CREATE FUNCTION crm.tablas_tenant() RETURNS SETOF regclass
+LANGUAGE sql STABLE AS $$
+  SELECT c.oid::regclass FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'marca_id' AND a.attnum = 1
+   WHERE n.nspname = 'crm' AND c.relkind = 'r'
+   ORDER BY c.relname
+$$;
+
+DO $$
+DECLARE
+  t regclass;
+BEGIN
+  FOR t IN SELECT crm.tablas_tenant() LOOP
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format('CREATE POLICY aislamiento_marca ON %s USING (marca_id = crm.marca_actual()) '
+                   'WITH CHECK (marca_id = crm.marca_actual())', t);
+    -- Executives read every brand (only through SELECT grants given below).
+    EXECUTE format('CREATE POLICY lectura_ejecutiva ON %s FOR SELECT TO crm_ejecutivo USING (true)', t);
+    IF t <> 'crm.auditoria'::regclass THEN
+      EXECUTE format('CREATE TRIGGER auditoria AFTER INSERT OR UPDATE OR DELETE ON %s '
+                     'FOR EACH ROW EXECUTE FUNCTION crm.auditar()', t);
+    END IF;
+  END LOOP;
+END
+$$;
+
+CREATE TRIGGER updated_at BEFORE UPDATE ON crm.clientes FOR EACH ROW EXECUTE FUNCTION crm.tocar_updated_at();
+CREATE TRIGGER updated_at BEFORE UPDATE ON crm.productos FOR EACH ROW EXECUTE FUNCTION crm.tocar_updated_at();
+
+GRANT USAGE ON SCHEMA crm, reporting TO crm_api, crm_marca, crm_ejecutivo;
+GRANT SELECT ON crm.marcas, crm.migraciones TO crm_api, crm_marca, crm_ejecutivo;
+GRANT SELECT, INSERT, UPDATE ON crm.claves_api TO crm_api;
+GRANT SELECT, INSERT, UPDATE, DELETE ON crm.clientes, crm.productos, crm.pedidos,
+  crm.pedido_items, crm.interacciones TO crm_api, crm_marca;
+GRANT SELECT ON crm.pedido_estados, crm.auditoria TO crm_api, crm_marca;
+-- Executives: what the reporting views need, without customers' contact data.
+GRANT SELECT ON crm.productos, crm.pedidos, crm.pedido_items, crm.pedido_estados,
+  crm.interacciones TO crm_ejecutivo;
+GRANT SELECT (marca_id, id, ciudad, region, canal_origen, segmento, opt_out_marketing,
+  fecha_nacimiento, created_at, deleted_at) ON crm.clientes TO crm_ejecutivo;
+
+-- ---------------------------------------------------------------- reporting
+-- security_invoker: each view runs under the reader's own row-level security, so one
+-- set of views serves a brand role (its brand) and the executive role (all brands).
+CREATE VIEW reporting.marcas WITH (security_invoker = true) AS
+  SELECT id AS marca_id, slug, nombre, zona_horaria, moneda, created_at FROM crm.marcas;
+
+CREATE VIEW reporting.clientes WITH (security_invoker = true) AS
+  SELECT c.marca_id, m.slug AS marca, c.id AS cliente_id, c.ciudad, c.region, c.canal_origen,
+         c.segmento, c.opt_out_marketing, c.created_at,
+         (c.created_at AT TIME ZONE m.zona_horaria)::date AS fecha_alta
+    FROM crm.clientes c JOIN crm.marcas m ON m.id = c.marca_id
+   WHERE c.deleted_at IS NULL;
+
+CREATE VIEW reporting.pedidos WITH (security_invoker = true) AS
+  SELECT p.marca_id, m.slug AS marca, p.id AS pedido_id, p.cliente_id, p.canal, p.estado,
+         p.total, p.created_at, (p.created_at AT TIME ZONE m.zona_horaria) AS hora_local,
+         (p.created_at AT TIME ZONE m.zona_horaria)::date AS fecha
+    FROM crm.pedidos p JOIN crm.marcas m ON m.id = p.marca_id;
+
+CREATE VIEW reporting.pedido_items WITH (security_invoker = true) AS
+  SELECT i.marca_id, m.slug AS marca, i.pedido_id, i.producto_id, pr.nombre AS producto,
+         pr.categoria, i.cantidad, i.precio_unitario, i.subtotal, p.estado, p.canal,
+         (p.created_at AT TIME ZONE m.zona_horaria)::date AS fecha
+    FROM crm.pedido_items i
+    JOIN crm.pedidos p ON p.marca_id = i.marca_id AND p.id = i.pedido_id
+    JOIN crm.productos pr ON pr.marca_id = i.marca_id AND pr.id = i.producto_id
+    JOIN crm.marcas m ON m.id = i.marca_id;
+
+CREATE VIEW reporting.pedido_estados WITH (security_invoker = true) AS
+  SELECT e.marca_id, m.slug AS marca, e.pedido_id, e.desde, e.hacia, e.created_at
+    FROM crm.pedido_estados e JOIN crm.marcas m ON m.id = e.marca_id;
+
+CREATE VIEW reporting.interacciones WITH (security_invoker = true) AS
+  SELECT i.marca_id, m.slug AS marca, i.id AS interaccion_id, i.cliente_id, i.canal,
+         i.direccion, i.tipo, i.puntaje_satisfaccion, i.created_at,
+         (i.created_at AT TIME ZONE m.zona_horaria)::date AS fecha
+    FROM crm.interacciones i JOIN crm.marcas m ON m.id = i.marca_id;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO crm_ejecutivo, crm_marca, crm_api;
+
+INSERT INTO crm.migraciones (version, nombre) VALUES (1, 'nucleo');
+
+RESET ROLE;
