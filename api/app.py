@@ -1,0 +1,67 @@
+"""The Litestar application: routes, dependencies, errors, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.response import Response
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import db
+from .config import Settings, settings as env_settings
+from .errors import HANDLERS, problem_response
+from .routes import clientes, interacciones, marcas, pedidos, productos
+from .tenancy import Contexto, Tenancy, provide_ctx, provide_db
+
+ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones]
+
+
+@get("/api/health", summary="Estado de la API y de la base de datos", tags=["sistema"])
+async def health(request: Request) -> Response:
+    try:
+        async with request.app.state.tenancy.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as e:  # any failure to reach PostgreSQL
+        logging.getLogger("crm.api").warning("health: database unreachable: %s", e)
+        return problem_response(503, "La base de datos no responde")
+    return Response({"estado": "ok", "base_de_datos": "ok"})
+
+
+def create_app(s: Settings | None = None) -> Litestar:
+    s = s or env_settings()
+    engine = db.make_engine(s)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar):
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = Litestar(
+        route_handlers=[health] + [r for m in ROUTE_MODULES for r in m.ROUTES],
+        dependencies={"ctx": Provide(provide_ctx), "db": Provide(provide_db)},
+        exception_handlers=HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=s.max_body_bytes,
+        signature_namespace={"AsyncConnection": AsyncConnection, "Contexto": Contexto},
+        openapi_config=OpenAPIConfig(
+            title="CRM multimarca", version="1.0.0", path="/docs",
+            description="API del CRM: cada clave de API actúa sobre su marca; las claves del "
+                        "grupo indican la marca con X-Tenant. Errores en application/problem+json.",
+            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
+            components=Components(security_schemes={
+                "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header")}),
+            security=[{"ApiKey": []}],
+        ),
+    )
+    app.state.settings = s
+    app.state.tenancy = Tenancy(engine, s.rate_limit_per_minute)
+    return app

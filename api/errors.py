@@ -1,0 +1,161 @@
+"""RFC 9457 problem+json for every error, with a Spanish `detail` staff can act on and,
+for bad input, the offending fields in `errores: [{campo, mensaje}]`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("crm.api")
+
+TITLES = {400: "Solicitud inválida", 401: "No autenticado", 403: "Prohibido", 404: "No encontrado",
+          405: "Método no permitido", 409: "Conflicto", 413: "Cuerpo demasiado grande",
+          415: "Tipo de contenido no soportado", 422: "Datos inválidos",
+          429: "Demasiadas solicitudes", 500: "Error interno", 503: "Servicio no disponible"}
+
+
+class Problem(HTTPException):
+    """An error with a status, a Spanish detail and optionally the fields at fault."""
+
+    def __init__(self, status: int, detail: str, errores: list[dict] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.errores = errores or []
+
+
+def campo(nombre: str, mensaje: str, status: int = 422) -> Problem:
+    return Problem(status, f"{nombre}: {mensaje}", [{"campo": nombre, "mensaje": mensaje}])
+
+
+def problem_response(status: int, detail: str, errores: list[dict] | None = None,
+                     headers: dict[str, str] | None = None, instance: str | None = None) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": TITLES.get(status, "Error"),
+                            "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if errores:
+        body["errores"] = errores
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+_MSGSPEC_PATH = re.compile(r"at `\$((?:\.[A-Za-z_][\w]*|\[\d+\])*)`")
+
+
+def _validation_fields(exc: ValidationException) -> list[dict]:
+    out = []
+    extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
+    for item in extra:
+        if isinstance(item, dict):
+            msg = str(item.get("message", ""))
+            key = item.get("key") or ""
+            m = _MSGSPEC_PATH.search(msg)
+            if m and m.group(1):
+                key = m.group(1).lstrip(".")
+            elif "unknown field" in msg.lower():
+                u = re.search(r"`([^`]+)`", msg)
+                key = u.group(1) if u else key
+            out.append({"campo": key or "cuerpo", "mensaje": _traducir(msg)})
+    return out
+
+
+def _traducir(msg: str) -> str:
+    msg = _MSGSPEC_PATH.sub("", msg).strip(" -")
+    for en, es in (("Expected `", "Se esperaba `"), ("got `", "llegó `"),
+                   ("Object contains unknown field", "Campo desconocido"),
+                   ("Object missing required field", "Falta el campo obligatorio"),
+                   ("JSON is malformed", "JSON mal formado"),
+                   ("Input data was truncated", "JSON incompleto"),
+                   ("Expected `int`", "Se esperaba un entero"),
+                   ("Missing required", "Falta el parámetro obligatorio")):
+        msg = msg.replace(en, es)
+    return msg
+
+
+def _http(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    errores = getattr(exc, "errores", None)
+    detail = exc.detail
+    if isinstance(exc, ValidationException):
+        errores = _validation_fields(exc)
+        if errores:
+            detail = "; ".join(f"{e['campo']}: {e['mensaje']}" for e in errores)
+        elif "JSON" in str(detail) or "malformed" in str(detail).lower():
+            detail = "El cuerpo no es JSON válido"
+        status = 400 if not errores or any(e["campo"] == "cuerpo" for e in errores) else 422
+        if any("JSON" in e["mensaje"] for e in errores):
+            status = 400
+    elif "JSON is malformed" in str(detail) or "truncated" in str(detail):
+        detail = "El cuerpo no es JSON válido"
+        errores = [{"campo": "cuerpo", "mensaje": "JSON mal formado"}]
+    elif status == 413:
+        detail = "El cuerpo de la solicitud supera el tamaño máximo permitido"
+    elif status == 405:
+        detail = f"El método {request.method} no está permitido en {request.url.path}"
+    elif status == 404 and (not detail or detail == "Not Found"):
+        detail = f"No existe el recurso {request.url.path}"
+    return problem_response(status, str(detail), errores, exc.headers, request.url.path)
+
+
+# SQLSTATEs raised by db/schema.sql triggers and constraints → HTTP status
+_SQLSTATE = {"CRM01": 409, "CRM02": 409, "CRM03": 409, "CRM04": 422,
+             "23505": 409, "23503": 422, "23514": 422, "22P02": 422, "23502": 422,
+             "22001": 422, "22003": 422, "22007": 422, "22008": 422}
+
+_FRIENDLY = {
+    "clientes_telefono_unico": ("telefono", "ya existe un cliente con ese teléfono en esta marca"),
+    "clientes_email_unico": ("email", "ya existe un cliente con ese email en esta marca"),
+    "productos_sku_unico": ("sku", "ya existe un producto con ese SKU en esta marca"),
+    "interacciones_id_externo_unico": ("id_externo", "ya se registró una interacción con ese id_externo"),
+    "marcas_slug_key": ("slug", "ya existe una marca con ese slug"),
+}
+
+
+def database_error(exc: DBAPIError) -> Problem | None:
+    """Translate a constraint or rule violation into a 4xx; None for anything else."""
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if state not in _SQLSTATE:
+        return None
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    column = getattr(diag, "column_name", None)
+    primary = getattr(diag, "message_primary", None) or str(orig)
+    if constraint in _FRIENDLY:
+        field, msg = _FRIENDLY[constraint]
+        return campo(field, msg, _SQLSTATE[state])
+    if state == "23503":
+        m = re.search(r"\((?:marca_id, )?(\w+)\)=", getattr(diag, "message_detail", "") or "")
+        field = m.group(1) if m else (column or "referencia")
+        return campo(field, "hace referencia a un registro que no existe en esta marca", 422)
+    if state == "23514" and constraint:
+        m = re.match(r"\w+?_(\w+)_check$", constraint)
+        field = m.group(1) if m else constraint
+        return campo(field, "valor no permitido", 422)
+    if column:
+        return campo(column, primary, _SQLSTATE[state])
+    return Problem(_SQLSTATE[state], primary)
+
+
+def _db(request: Request, exc: DBAPIError) -> Response:
+    problem = database_error(exc)
+    if problem is None:
+        log.exception("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(500, "Error interno de la base de datos; el cambio no se guardó",
+                                instance=request.url.path)
+    return _http(request, problem)
+
+
+def _internal(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Error interno; el cambio no se guardó",
+                            instance=request.url.path)
+
+
+HANDLERS = {HTTPException: _http, DBAPIError: _db, Exception: _internal}
+MEDIA = MediaType.JSON

@@ -1,0 +1,134 @@
+"""Orders: list with filters, create with items, read with items and history, move status."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+
+import msgspec
+from litestar import get, post, put
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import pagination
+from ..errors import campo
+from ..pagination import Pagina
+from ..services import pedidos as svc
+from ..tenancy import Contexto
+
+Estado = Literal["pendiente", "confirmado", "en_preparacion", "listo", "entregado", "cancelado"]
+Canal = Literal["whatsapp", "web", "telefono", "presencial"]
+
+
+class ItemIn(msgspec.Struct, forbid_unknown_fields=True):
+    producto_id: int
+    cantidad: int = 1
+
+
+class PedidoIn(msgspec.Struct, forbid_unknown_fields=True):
+    cliente_id: int
+    items: list[ItemIn]
+    canal: Canal = "web"
+    nota: str | None = None
+
+
+class PedidoCambio(msgspec.Struct, forbid_unknown_fields=True):
+    estado: Estado
+    nota: str | None = None
+
+
+class ItemOut(msgspec.Struct):
+    id: int
+    producto_id: int
+    producto: str
+    cantidad: int
+    precio_unitario: int
+    subtotal: int
+
+
+class EstadoOut(msgspec.Struct):
+    desde: str | None
+    hacia: str
+    actor: str
+    created_at: datetime
+
+
+class PedidoOut(msgspec.Struct):
+    id: int
+    marca_id: int
+    cliente_id: int
+    canal: str
+    estado: str
+    total: int
+    nota: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PedidoDetalle(PedidoOut):
+    items: list[ItemOut] = []
+    historial: list[EstadoOut] = []
+
+
+def _out(row, cls=PedidoOut, **extra):
+    return cls(**{f: getattr(row, f) for f in PedidoOut.__struct_fields__}, **extra)
+
+
+async def _detail(db, row) -> PedidoDetalle:
+    items = [ItemOut(**r._mapping) for r in await svc.items(db, row.id)]
+    hist = [EstadoOut(**r._mapping) for r in await svc.history(db, row.id)]
+    return _out(row, PedidoDetalle, items=items, historial=hist)
+
+
+@get("/api/marcas/{marca:str}/pedidos", summary="Listar pedidos (filtros: estado, canal, fechas, cliente)")
+async def listar(ctx: Contexto, db: AsyncConnection, estado: Estado | None = None,
+                 canal: Canal | None = None, desde: date | None = None, hasta: date | None = None,
+                 cliente_id: int | None = None, cursor: str | None = None,
+                 limite: int | None = None) -> Pagina[PedidoOut]:
+    """`desde` and `hasta` are calendar days in the brand's time zone, both included."""
+    lim = pagination.limit(limite)
+    if desde and hasta and hasta < desde:
+        raise campo("hasta", "debe ser igual o posterior a desde", 400)
+    where, params = ["true"], {"limit": lim + 1, "tz": ctx.marca.zona_horaria}
+    for key, value in (("estado", estado), ("canal", canal), ("cliente_id", cliente_id)):
+        if value is not None:
+            where.append(f"{key} = :{key}")
+            params[key] = value
+    if desde:
+        where.append("created_at >= (CAST(:desde AS timestamp) AT TIME ZONE :tz)")
+        params["desde"] = datetime.combine(desde, time())
+    if hasta:
+        where.append("created_at < (CAST(:hasta AS timestamp) AT TIME ZONE :tz)")
+        params["hasta"] = datetime.combine(hasta + timedelta(days=1), time())
+    if (c := pagination.decode(cursor)) is not None:
+        where.append("id < :cursor")
+        params["cursor"] = c
+    rows = await db.execute(text(f"SELECT {svc.COLUMNS} FROM crm.pedidos WHERE {' AND '.join(where)} "
+                                 "ORDER BY id DESC LIMIT :limit"), params)
+    return pagination.page([_out(r) for r in rows], lim)
+
+
+@post("/api/pedidos", summary="Crear pedido con sus ítems (precios del catálogo vigente)")
+async def crear(data: PedidoIn, db: AsyncConnection) -> PedidoDetalle:
+    row = await svc.create(db, data.cliente_id, data.canal,
+                           [(i.producto_id, i.cantidad) for i in data.items], data.nota)
+    return await _detail(db, row)
+
+
+@get("/api/pedidos/{pedido_id:int}", summary="Obtener pedido con ítems e historial de estados")
+async def obtener(pedido_id: int, db: AsyncConnection) -> PedidoDetalle:
+    row = await svc.get(db, pedido_id)
+    if row is None:
+        raise svc.not_found(pedido_id)
+    return await _detail(db, row)
+
+
+@put("/api/pedidos/{pedido_id:int}", summary="Cambiar estado (solo transiciones permitidas; 409 si no)")
+async def cambiar_estado(pedido_id: int, data: PedidoCambio, db: AsyncConnection) -> PedidoDetalle:
+    row = await svc.change_status(db, pedido_id, data.estado, data.nota)
+    if row is None:
+        raise svc.not_found(pedido_id)
+    return await _detail(db, row)
+
+
+ROUTES = [listar, crear, obtener, cambiar_estado]

@@ -1,0 +1,144 @@
+"""The brand's catalog. Writes need an admin or staff key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import delete, get, post, put
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import pagination
+from ..errors import Problem, campo
+from ..pagination import Pagina
+
+COLUMNS = "id, marca_id, sku, nombre, categoria, precio, stock, activo, alias, created_at, updated_at"
+CATALOGO = ("admin", "staff")
+
+
+class ProductoIn(msgspec.Struct, forbid_unknown_fields=True):
+    sku: str
+    nombre: str
+    precio: int  # CLP, integer pesos
+    categoria: str = "general"
+    stock: int | None = None
+    activo: bool = True
+    alias: list[str] = msgspec.field(default_factory=list)
+
+
+class ProductoCambios(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    sku: str | msgspec.UnsetType = msgspec.UNSET
+    nombre: str | msgspec.UnsetType = msgspec.UNSET
+    precio: int | msgspec.UnsetType = msgspec.UNSET
+    categoria: str | msgspec.UnsetType = msgspec.UNSET
+    stock: int | None | msgspec.UnsetType = msgspec.UNSET
+    activo: bool | msgspec.UnsetType = msgspec.UNSET
+    alias: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProductoOut(msgspec.Struct):
+    id: int
+    marca_id: int
+    sku: str
+    nombre: str
+    categoria: str
+    precio: int
+    stock: int | None
+    activo: bool
+    alias: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+def _out(row) -> ProductoOut:
+    return ProductoOut(**{f: getattr(row, f) for f in ProductoOut.__struct_fields__})
+
+
+def _check(values: dict) -> dict:
+    if "precio" in values and values["precio"] < 0:
+        raise campo("precio", "no puede ser negativo")
+    if values.get("stock") is not None and values["stock"] < 0:
+        raise campo("stock", "no puede ser negativo")
+    for key in ("sku", "nombre", "categoria"):
+        if key in values:
+            values[key] = values[key].strip()
+            if not values[key]:
+                raise campo(key, "no puede estar vacío")
+    if "alias" in values:
+        values["alias"] = [a.strip() for a in values["alias"] if a.strip()]
+    return values
+
+
+def _no_existe(producto_id: int) -> Problem:
+    return Problem(404, f"No existe el producto {producto_id}")
+
+
+@get("/api/marcas/{marca:str}/productos", summary="Listar productos")
+async def listar(db: AsyncConnection, categoria: str | None = None, activo: bool | None = None,
+                 cursor: str | None = None, limite: int | None = None) -> Pagina[ProductoOut]:
+    lim = pagination.limit(limite)
+    where, params = ["true"], {"limit": lim + 1}
+    if categoria:
+        where.append("categoria = :categoria")
+        params["categoria"] = categoria
+    if activo is not None:
+        where.append("activo = :activo")
+        params["activo"] = activo
+    if (c := pagination.decode(cursor)) is not None:
+        where.append("id < :cursor")
+        params["cursor"] = c
+    rows = await db.execute(text(f"SELECT {COLUMNS} FROM crm.productos WHERE {' AND '.join(where)} "
+                                 "ORDER BY id DESC LIMIT :limit"), params)
+    return pagination.page([_out(r) for r in rows], lim)
+
+
+@post("/api/marcas/{marca:str}/productos", opt={"roles": CATALOGO}, summary="Crear producto")
+async def crear(data: ProductoIn, db: AsyncConnection) -> ProductoOut:
+    values = _check(msgspec.structs.asdict(data))
+    cols = ", ".join(values)
+    row = (await db.execute(text(f"INSERT INTO crm.productos ({cols}) VALUES "
+                                 f"({', '.join(':' + k for k in values)}) RETURNING {COLUMNS}"),
+                            values)).one()
+    return _out(row)
+
+
+@get("/api/marcas/{marca:str}/productos/{producto_id:int}", summary="Obtener producto")
+async def obtener(producto_id: int, db: AsyncConnection) -> ProductoOut:
+    row = (await db.execute(text(f"SELECT {COLUMNS} FROM crm.productos WHERE id = :id"),
+                            {"id": producto_id})).first()
+    if row is None:
+        raise _no_existe(producto_id)
+    return _out(row)
+
+
+@put("/api/marcas/{marca:str}/productos/{producto_id:int}", opt={"roles": CATALOGO},
+     summary="Actualizar producto (campos omitidos no cambian)")
+async def actualizar(producto_id: int, data: ProductoCambios, db: AsyncConnection) -> ProductoOut:
+    changes = _check(msgspec.structs.asdict(data))
+    if not changes:
+        return await obtener.fn(producto_id=producto_id, db=db)
+    sets = ", ".join(f"{k} = :{k}" for k in changes)
+    row = (await db.execute(text(f"UPDATE crm.productos SET {sets} WHERE id = :id RETURNING {COLUMNS}"),
+                            {**changes, "id": producto_id})).first()
+    if row is None:
+        raise _no_existe(producto_id)
+    return _out(row)
+
+
+@delete("/api/marcas/{marca:str}/productos/{producto_id:int}", opt={"roles": CATALOGO},
+        status_code=204, summary="Eliminar producto (sin pedidos; si los tiene, desactívelo)")
+async def eliminar(producto_id: int, db: AsyncConnection) -> None:
+    try:
+        async with db.begin_nested():
+            row = (await db.execute(text("DELETE FROM crm.productos WHERE id = :id RETURNING id"),
+                                    {"id": producto_id})).first()
+    except IntegrityError:
+        raise Problem(409, "El producto tiene pedidos y no se puede eliminar; desactívelo con "
+                           "PUT {\"activo\": false}") from None
+    if row is None:
+        raise _no_existe(producto_id)
+
+
+ROUTES = [listar, crear, obtener, actualizar, eliminar]
