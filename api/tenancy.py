@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from litestar import Request
+from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -130,7 +131,7 @@ async def provide_ctx(request: Request) -> Contexto:
     return Contexto(principal, marca)
 
 
-async def provide_db(request: Request, ctx: Contexto) -> AsyncGenerator[AsyncConnection, None]:
+async def provide_db(request: Request, ctx: NamedDependency[Contexto]) -> AsyncGenerator[AsyncConnection, None]:
     """One transaction per request: committed after the handler succeeds (before the
     response is sent), rolled back on any error, so nothing is ever half-written."""
     tenancy: Tenancy = request.app.state.tenancy
@@ -143,3 +144,8 @@ async def provide_db(request: Request, ctx: Contexto) -> AsyncGenerator[AsyncCon
             await conn.rollback()
             raise
         await conn.commit()
+
+
+# Handler parameter types: the request's brand context and its transaction.
+Ctx = NamedDependency[Contexto]
+Db = NamedDependency[AsyncConnection]

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from api import installer, pg_embedded, roles
+from api import installer, roles
 from api.config import ROOT, settings as base_settings
 
 
@@ -60,3 +60,84 @@ def api_engine(settings):
     engine = create_engine(roles.sqlalchemy_url(roles.role_url(roles.API, settings)))
     yield engine
     engine.dispose()
+
+
+# ---------------------------------------------------------------- API fixtures
+import itertools  # noqa: E402
+import logging  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from litestar.testing import TestClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from api.app import create_app  # noqa: E402
+from api.services import claves, marcas  # noqa: E402
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
+_serial = itertools.count(1)
+
+
+@dataclass
+class Brand:
+    """A brand made for a test: its keys per role and a few rows of each kind."""
+    id: int
+    slug: str
+    keys: dict[str, str]  # rol -> clear key
+    ids: dict[str, int] = field(default_factory=dict)  # cliente, producto, pedido, interaccion
+
+    def h(self, rol: str = "admin") -> dict[str, str]:
+        return {"X-API-Key": self.keys[rol]}
+
+
+def make_key(engine, marca_id, rol, limite=None) -> str:
+    key, stmt, params = claves.insert_statement(marca_id, rol, "test", limite)
+    with engine.begin() as conn:
+        conn.execute(stmt, params)
+    return key
+
+
+def make_brand(settings, engine, prefix: str = "m") -> Brand:
+    """A brand with keys of every role, one customer, product, order and interaction."""
+    n = next(_serial)
+    slug = f"{prefix}{os.getpid() % 10000}-{n}"
+    with engine.begin() as conn:
+        row = marcas.create(conn, settings, slug, f"Marca {slug}")
+    brand = Brand(row["id"], slug, {r: make_key(engine, row["id"], r) for r in claves.ROLES})
+    with engine.begin() as conn:
+        conn.execute(text("SELECT set_config('app.marca_id', :m, true)"), {"m": str(brand.id)})
+        ins = lambda sql, **p: conn.execute(text(sql), p).scalar_one()  # noqa: E731
+        brand.ids["cliente"] = ins("INSERT INTO crm.clientes (nombre, telefono, email) VALUES "
+                                   "(:n, :t, :e) RETURNING id", n=f"Cliente {slug}",
+                                   t=f"+5698{n:07d}", e=f"c{n}@{slug}.cl")
+        brand.ids["producto"] = ins("INSERT INTO crm.productos (sku, nombre, precio) VALUES "
+                                    "('SKU1', 'Pollo asado', 12990) RETURNING id")
+        brand.ids["pedido"] = ins("INSERT INTO crm.pedidos (cliente_id, canal) VALUES (:c, 'web') "
+                                  "RETURNING id", c=brand.ids["cliente"])
+        conn.execute(text("INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad) "
+                          "VALUES (:p, :pr, 2)"), {"p": brand.ids["pedido"], "pr": brand.ids["producto"]})
+        brand.ids["interaccion"] = ins(
+            "INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido) "
+            "VALUES (:c, 'whatsapp', 'entrante', 'mensaje', 'hola') RETURNING id", c=brand.ids["cliente"])
+    return brand
+
+
+@pytest.fixture(scope="session")
+def brand_a(settings, api_engine) -> Brand:
+    return make_brand(settings, api_engine, "a")
+
+
+@pytest.fixture(scope="session")
+def brand_b(settings, api_engine) -> Brand:
+    return make_brand(settings, api_engine, "b")
+
+
+@pytest.fixture(scope="session")
+def group_key(api_engine) -> str:
+    return make_key(api_engine, None, "admin")
+
+
+@pytest.fixture(scope="session")
+def client(settings):
+    """Real HTTP through Litestar's test client, on the test database."""
+    with TestClient(create_app(settings)) as c:
+        yield c

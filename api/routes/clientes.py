@@ -7,12 +7,12 @@ from typing import Literal
 
 import msgspec
 from litestar import delete, get, post, put
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncConnection
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from .. import pagination
 from ..errors import Problem
 from ..pagination import Pagina
+from ..tenancy import Db
 from ..services import clientes as svc
 
 Canal = Literal["whatsapp", "web", "telefono", "presencial", "importacion"]
@@ -37,6 +37,7 @@ class ClienteIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class ClienteCambios(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """PUT body: fields left out keep their value; null clears an optional field."""
+
     nombre: str | msgspec.UnsetType = msgspec.UNSET
     telefono: str | None | msgspec.UnsetType = msgspec.UNSET
     email: str | None | msgspec.UnsetType = msgspec.UNSET
@@ -81,9 +82,14 @@ def _no_existe(cliente_id: int) -> Problem:
 
 
 @get("/api/marcas/{marca:str}/clientes", summary="Listar clientes de la marca")
-async def listar(db: AsyncConnection, q: str | None = None, segmento: Segmento | None = None,
-                 ciudad: str | None = None, cursor: str | None = None,
-                 limite: int | None = None) -> Pagina[ClienteOut]:
+async def listar(
+    db: Db,
+    q: FromQuery[str | None] = None,
+    segmento: FromQuery[Segmento | None] = None,
+    ciudad: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limite: FromQuery[int | None] = None,
+) -> Pagina[ClienteOut]:
     lim = pagination.limit(limite)
     if q:
         offset = pagination.decode(cursor, "o1") or 0
@@ -94,8 +100,12 @@ async def listar(db: AsyncConnection, q: str | None = None, segmento: Segmento |
 
 
 @get("/api/clientes", summary="Buscar clientes: nombre, teléfono, email o RUT")
-async def buscar(db: AsyncConnection, q: str = Parameter(min_length=1, max_length=200),
-                 cursor: str | None = None, limite: int | None = None) -> Pagina[ClienteOut]:
+async def buscar(
+    db: Db,
+    q: str = Parameter(min_length=1, max_length=200),
+    cursor: FromQuery[str | None] = None,
+    limite: FromQuery[int | None] = None,
+) -> Pagina[ClienteOut]:
     lim = pagination.limit(limite)
     offset = pagination.decode(cursor, "o1") or 0
     rows = await svc.search(db, q, lim + 1, offset)
@@ -103,13 +113,13 @@ async def buscar(db: AsyncConnection, q: str = Parameter(min_length=1, max_lengt
 
 
 @post("/api/marcas/{marca:str}/clientes", summary="Crear cliente")
-async def crear(data: ClienteIn, db: AsyncConnection) -> ClienteOut:
+async def crear(data: JSONBody[ClienteIn], db: Db) -> ClienteOut:
     values = svc.clean(msgspec.structs.asdict(data))
     return _out(await svc.insert(db, values))
 
 
 @get("/api/clientes/{cliente_id:int}", summary="Obtener cliente")
-async def obtener(cliente_id: int, db: AsyncConnection) -> ClienteOut:
+async def obtener(cliente_id: FromPath[int], db: Db) -> ClienteOut:
     row = await svc.get(db, cliente_id)
     if row is None:
         raise _no_existe(cliente_id)
@@ -117,7 +127,7 @@ async def obtener(cliente_id: int, db: AsyncConnection) -> ClienteOut:
 
 
 @put("/api/clientes/{cliente_id:int}", summary="Actualizar cliente (campos omitidos no cambian)")
-async def actualizar(cliente_id: int, data: ClienteCambios, db: AsyncConnection) -> ClienteOut:
+async def actualizar(cliente_id: FromPath[int], data: JSONBody[ClienteCambios], db: Db) -> ClienteOut:
     changes = svc.clean(msgspec.structs.asdict(data), partial=True)
     row = await svc.update(db, cliente_id, changes)
     if row is None:
@@ -125,9 +135,13 @@ async def actualizar(cliente_id: int, data: ClienteCambios, db: AsyncConnection)
     return _out(row)
 
 
-@delete("/api/clientes/{cliente_id:int}", status_code=204, opt={"roles": ("admin",)},
-        summary="Olvidar cliente: anonimiza sus datos personales y lo oculta")
-async def olvidar(cliente_id: int, db: AsyncConnection) -> None:
+@delete(
+    "/api/clientes/{cliente_id:int}",
+    status_code=204,
+    opt={"roles": ("admin",)},
+    summary="Olvidar cliente: anonimiza sus datos personales y lo oculta",
+)
+async def olvidar(cliente_id: FromPath[int], db: Db) -> None:
     if not await svc.forget(db, cliente_id):
         raise _no_existe(cliente_id)
 

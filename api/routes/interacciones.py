@@ -7,15 +7,18 @@ from typing import Literal
 
 import msgspec
 from litestar import Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import pagination
 from ..errors import Problem, campo
 from ..pagination import Pagina
+from ..tenancy import Db
 
-COLUMNS = ("id, marca_id, cliente_id, canal, direccion, tipo, contenido, id_externo, "
-           "puntaje_satisfaccion, created_at")
+COLUMNS = (
+    "id, marca_id, cliente_id, canal, direccion, tipo, contenido, id_externo, "
+    "puntaje_satisfaccion, created_at"
+)
 
 
 class InteraccionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,39 +49,65 @@ def _out(row) -> InteraccionOut:
 
 
 @post("/api/interacciones", summary="Registrar interacción (idempotente por canal e id_externo)")
-async def registrar(data: InteraccionIn, db: AsyncConnection) -> Response[InteraccionOut]:
+async def registrar(data: JSONBody[InteraccionIn], db: Db) -> Response[InteraccionOut]:
     """A repeated `id_externo` on the same channel returns the first record with 200."""
     if data.puntaje_satisfaccion is not None and not 1 <= data.puntaje_satisfaccion <= 5:
         raise campo("puntaje_satisfaccion", "debe estar entre 1 y 5")
     if len(data.contenido) > 10_000:
         raise campo("contenido", "máximo 10.000 caracteres")
-    if (await db.execute(text("SELECT 1 FROM crm.clientes WHERE id = :id AND deleted_at IS NULL"),
-                         {"id": data.cliente_id})).first() is None:
+    if (
+        await db.execute(
+            text("SELECT 1 FROM crm.clientes WHERE id = :id AND deleted_at IS NULL"), {"id": data.cliente_id}
+        )
+    ).first() is None:
         raise campo("cliente_id", f"no existe el cliente {data.cliente_id} en esta marca")
     values = msgspec.structs.asdict(data)
-    row = (await db.execute(text(
-        f"INSERT INTO crm.interacciones ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)}) "
-        f"ON CONFLICT (marca_id, canal, id_externo) DO NOTHING RETURNING {COLUMNS}"), values)).first()
+    row = (
+        await db.execute(
+            text(
+                f"INSERT INTO crm.interacciones ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)}) "
+                f"ON CONFLICT (marca_id, canal, id_externo) DO NOTHING RETURNING {COLUMNS}"
+            ),
+            values,
+        )
+    ).first()
     if row is not None:
         return Response(_out(row), status_code=201)
-    existing = (await db.execute(text(f"SELECT {COLUMNS} FROM crm.interacciones "
-                                      "WHERE canal = :canal AND id_externo = :id_externo"), values)).one()
+    existing = (
+        await db.execute(
+            text(
+                f"SELECT {COLUMNS} FROM crm.interacciones WHERE canal = :canal AND id_externo = :id_externo"
+            ),
+            values,
+        )
+    ).one()
     return Response(_out(existing), status_code=200)
 
 
 @get("/api/clientes/{cliente_id:int}/interacciones", summary="Historial de interacciones del cliente")
-async def historial(cliente_id: int, db: AsyncConnection, cursor: str | None = None,
-                    limite: int | None = None) -> Pagina[InteraccionOut]:
+async def historial(
+    cliente_id: FromPath[int],
+    db: Db,
+    cursor: FromQuery[str | None] = None,
+    limite: FromQuery[int | None] = None,
+) -> Pagina[InteraccionOut]:
     lim = pagination.limit(limite)
-    if (await db.execute(text("SELECT 1 FROM crm.clientes WHERE id = :id"), {"id": cliente_id})).first() is None:
+    if (
+        await db.execute(text("SELECT 1 FROM crm.clientes WHERE id = :id"), {"id": cliente_id})
+    ).first() is None:
         raise Problem(404, f"No existe el cliente {cliente_id}")
     params = {"c": cliente_id, "limit": lim + 1}
     extra = ""
     if (c := pagination.decode(cursor)) is not None:
         extra = "AND id < :cursor"
         params["cursor"] = c
-    rows = await db.execute(text(f"SELECT {COLUMNS} FROM crm.interacciones WHERE cliente_id = :c {extra} "
-                                 "ORDER BY id DESC LIMIT :limit"), params)
+    rows = await db.execute(
+        text(
+            f"SELECT {COLUMNS} FROM crm.interacciones WHERE cliente_id = :c {extra} "
+            "ORDER BY id DESC LIMIT :limit"
+        ),
+        params,
+    )
     return pagination.page([_out(r) for r in rows], lim)
 
 

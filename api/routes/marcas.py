@@ -8,12 +8,12 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.params import JSONBody
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import campo
 from ..services import marcas
-from ..tenancy import Contexto
+from ..tenancy import Ctx, Db
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,39}$")
 
@@ -42,30 +42,39 @@ def _out(row) -> MarcaOut:
 
 
 @get("/api/marcas", opt={"grupo": True}, summary="Listar marcas (clave del grupo)")
-async def listar(db: AsyncConnection) -> list[MarcaOut]:
+async def listar(db: Db) -> list[MarcaOut]:
     rows = await db.execute(text(f"SELECT {marcas.COLUMNS} FROM crm.marcas ORDER BY id"))
     return [_out(r) for r in rows]
 
 
 @post("/api/marcas", opt={"grupo": True}, summary="Crear marca y su rol de base de datos")
-async def crear(data: MarcaIn, db: AsyncConnection, request: Request) -> MarcaOut:
+async def crear(data: JSONBody[MarcaIn], db: Db, request: Request) -> MarcaOut:
     if not _SLUG.match(data.slug):
         raise campo("slug", "solo minúsculas, dígitos y guiones; de 2 a 40 caracteres")
     if not data.nombre.strip():
         raise campo("nombre", "no puede estar vacío")
     if not (await db.execute(text("SELECT crm.zona_horaria_valida(:z)"), {"z": data.zona_horaria})).scalar():
         raise campo("zona_horaria", f"zona horaria desconocida: {data.zona_horaria}")
-    stmt, params = marcas.create_statement(request.app.state.settings, data.slug, data.nombre.strip(),
-                                           data.zona_horaria, data.moneda, data.settings)
+    stmt, params = marcas.create_statement(
+        request.app.state.settings,
+        data.slug,
+        data.nombre.strip(),
+        data.zona_horaria,
+        data.moneda,
+        data.settings,
+    )
     row = (await db.execute(stmt, params)).one()
     request.app.state.tenancy.forget_marcas()
     return _out(row)
 
 
 @get("/api/marcas/{marca:str}", summary="Obtener una marca")
-async def obtener(ctx: Contexto, db: AsyncConnection) -> MarcaOut:
-    row = (await db.execute(text(f"SELECT {marcas.COLUMNS} FROM crm.marcas WHERE id = :id"),
-                            {"id": ctx.marca_id})).one()
+async def obtener(ctx: Ctx, db: Db) -> MarcaOut:
+    row = (
+        await db.execute(
+            text(f"SELECT {marcas.COLUMNS} FROM crm.marcas WHERE id = :id"), {"id": ctx.marca_id}
+        )
+    ).one()
     return _out(row)
 
 

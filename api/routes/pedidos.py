@@ -7,14 +7,14 @@ from typing import Literal
 
 import msgspec
 from litestar import get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import pagination
 from ..errors import campo
 from ..pagination import Pagina
+from ..tenancy import Ctx, Db
 from ..services import pedidos as svc
-from ..tenancy import Contexto
 
 Estado = Literal["pendiente", "confirmado", "en_preparacion", "listo", "entregado", "cancelado"]
 Canal = Literal["whatsapp", "web", "telefono", "presencial"]
@@ -81,10 +81,17 @@ async def _detail(db, row) -> PedidoDetalle:
 
 
 @get("/api/marcas/{marca:str}/pedidos", summary="Listar pedidos (filtros: estado, canal, fechas, cliente)")
-async def listar(ctx: Contexto, db: AsyncConnection, estado: Estado | None = None,
-                 canal: Canal | None = None, desde: date | None = None, hasta: date | None = None,
-                 cliente_id: int | None = None, cursor: str | None = None,
-                 limite: int | None = None) -> Pagina[PedidoOut]:
+async def listar(
+    ctx: Ctx,
+    db: Db,
+    estado: FromQuery[Estado | None] = None,
+    canal: FromQuery[Canal | None] = None,
+    desde: FromQuery[date | None] = None,
+    hasta: FromQuery[date | None] = None,
+    cliente_id: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limite: FromQuery[int | None] = None,
+) -> Pagina[PedidoOut]:
     """`desde` and `hasta` are calendar days in the brand's time zone, both included."""
     lim = pagination.limit(limite)
     if desde and hasta and hasta < desde:
@@ -103,20 +110,25 @@ async def listar(ctx: Contexto, db: AsyncConnection, estado: Estado | None = Non
     if (c := pagination.decode(cursor)) is not None:
         where.append("id < :cursor")
         params["cursor"] = c
-    rows = await db.execute(text(f"SELECT {svc.COLUMNS} FROM crm.pedidos WHERE {' AND '.join(where)} "
-                                 "ORDER BY id DESC LIMIT :limit"), params)
+    rows = await db.execute(
+        text(
+            f"SELECT {svc.COLUMNS} FROM crm.pedidos WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
+        ),
+        params,
+    )
     return pagination.page([_out(r) for r in rows], lim)
 
 
 @post("/api/pedidos", summary="Crear pedido con sus ítems (precios del catálogo vigente)")
-async def crear(data: PedidoIn, db: AsyncConnection) -> PedidoDetalle:
-    row = await svc.create(db, data.cliente_id, data.canal,
-                           [(i.producto_id, i.cantidad) for i in data.items], data.nota)
+async def crear(data: JSONBody[PedidoIn], db: Db) -> PedidoDetalle:
+    row = await svc.create(
+        db, data.cliente_id, data.canal, [(i.producto_id, i.cantidad) for i in data.items], data.nota
+    )
     return await _detail(db, row)
 
 
 @get("/api/pedidos/{pedido_id:int}", summary="Obtener pedido con ítems e historial de estados")
-async def obtener(pedido_id: int, db: AsyncConnection) -> PedidoDetalle:
+async def obtener(pedido_id: FromPath[int], db: Db) -> PedidoDetalle:
     row = await svc.get(db, pedido_id)
     if row is None:
         raise svc.not_found(pedido_id)
@@ -124,7 +136,7 @@ async def obtener(pedido_id: int, db: AsyncConnection) -> PedidoDetalle:
 
 
 @put("/api/pedidos/{pedido_id:int}", summary="Cambiar estado (solo transiciones permitidas; 409 si no)")
-async def cambiar_estado(pedido_id: int, data: PedidoCambio, db: AsyncConnection) -> PedidoDetalle:
+async def cambiar_estado(pedido_id: FromPath[int], data: JSONBody[PedidoCambio], db: Db) -> PedidoDetalle:
     row = await svc.change_status(db, pedido_id, data.estado, data.nota)
     if row is None:
         raise svc.not_found(pedido_id)

@@ -6,13 +6,14 @@ from datetime import datetime
 
 import msgspec
 from litestar import delete, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import pagination
 from ..errors import Problem, campo
 from ..pagination import Pagina
+from ..tenancy import Db
 
 COLUMNS = "id, marca_id, sku, nombre, categoria, precio, stock, activo, alias, created_at, updated_at"
 CATALOGO = ("admin", "staff")
@@ -76,8 +77,13 @@ def _no_existe(producto_id: int) -> Problem:
 
 
 @get("/api/marcas/{marca:str}/productos", summary="Listar productos")
-async def listar(db: AsyncConnection, categoria: str | None = None, activo: bool | None = None,
-                 cursor: str | None = None, limite: int | None = None) -> Pagina[ProductoOut]:
+async def listar(
+    db: Db,
+    categoria: FromQuery[str | None] = None,
+    activo: FromQuery[bool | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limite: FromQuery[int | None] = None,
+) -> Pagina[ProductoOut]:
     lim = pagination.limit(limite)
     where, params = ["true"], {"limit": lim + 1}
     if categoria:
@@ -89,54 +95,80 @@ async def listar(db: AsyncConnection, categoria: str | None = None, activo: bool
     if (c := pagination.decode(cursor)) is not None:
         where.append("id < :cursor")
         params["cursor"] = c
-    rows = await db.execute(text(f"SELECT {COLUMNS} FROM crm.productos WHERE {' AND '.join(where)} "
-                                 "ORDER BY id DESC LIMIT :limit"), params)
+    rows = await db.execute(
+        text(
+            f"SELECT {COLUMNS} FROM crm.productos WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
+        ),
+        params,
+    )
     return pagination.page([_out(r) for r in rows], lim)
 
 
 @post("/api/marcas/{marca:str}/productos", opt={"roles": CATALOGO}, summary="Crear producto")
-async def crear(data: ProductoIn, db: AsyncConnection) -> ProductoOut:
+async def crear(data: JSONBody[ProductoIn], db: Db) -> ProductoOut:
     values = _check(msgspec.structs.asdict(data))
     cols = ", ".join(values)
-    row = (await db.execute(text(f"INSERT INTO crm.productos ({cols}) VALUES "
-                                 f"({', '.join(':' + k for k in values)}) RETURNING {COLUMNS}"),
-                            values)).one()
+    row = (
+        await db.execute(
+            text(
+                f"INSERT INTO crm.productos ({cols}) VALUES "
+                f"({', '.join(':' + k for k in values)}) RETURNING {COLUMNS}"
+            ),
+            values,
+        )
+    ).one()
     return _out(row)
 
 
 @get("/api/marcas/{marca:str}/productos/{producto_id:int}", summary="Obtener producto")
-async def obtener(producto_id: int, db: AsyncConnection) -> ProductoOut:
-    row = (await db.execute(text(f"SELECT {COLUMNS} FROM crm.productos WHERE id = :id"),
-                            {"id": producto_id})).first()
+async def obtener(producto_id: FromPath[int], db: Db) -> ProductoOut:
+    row = (
+        await db.execute(text(f"SELECT {COLUMNS} FROM crm.productos WHERE id = :id"), {"id": producto_id})
+    ).first()
     if row is None:
         raise _no_existe(producto_id)
     return _out(row)
 
 
-@put("/api/marcas/{marca:str}/productos/{producto_id:int}", opt={"roles": CATALOGO},
-     summary="Actualizar producto (campos omitidos no cambian)")
-async def actualizar(producto_id: int, data: ProductoCambios, db: AsyncConnection) -> ProductoOut:
+@put(
+    "/api/marcas/{marca:str}/productos/{producto_id:int}",
+    opt={"roles": CATALOGO},
+    summary="Actualizar producto (campos omitidos no cambian)",
+)
+async def actualizar(producto_id: FromPath[int], data: JSONBody[ProductoCambios], db: Db) -> ProductoOut:
     changes = _check(msgspec.structs.asdict(data))
     if not changes:
         return await obtener.fn(producto_id=producto_id, db=db)
     sets = ", ".join(f"{k} = :{k}" for k in changes)
-    row = (await db.execute(text(f"UPDATE crm.productos SET {sets} WHERE id = :id RETURNING {COLUMNS}"),
-                            {**changes, "id": producto_id})).first()
+    row = (
+        await db.execute(
+            text(f"UPDATE crm.productos SET {sets} WHERE id = :id RETURNING {COLUMNS}"),
+            {**changes, "id": producto_id},
+        )
+    ).first()
     if row is None:
         raise _no_existe(producto_id)
     return _out(row)
 
 
-@delete("/api/marcas/{marca:str}/productos/{producto_id:int}", opt={"roles": CATALOGO},
-        status_code=204, summary="Eliminar producto (sin pedidos; si los tiene, desactívelo)")
-async def eliminar(producto_id: int, db: AsyncConnection) -> None:
+@delete(
+    "/api/marcas/{marca:str}/productos/{producto_id:int}",
+    opt={"roles": CATALOGO},
+    status_code=204,
+    summary="Eliminar producto (sin pedidos; si los tiene, desactívelo)",
+)
+async def eliminar(producto_id: FromPath[int], db: Db) -> None:
     try:
         async with db.begin_nested():
-            row = (await db.execute(text("DELETE FROM crm.productos WHERE id = :id RETURNING id"),
-                                    {"id": producto_id})).first()
+            row = (
+                await db.execute(
+                    text("DELETE FROM crm.productos WHERE id = :id RETURNING id"), {"id": producto_id}
+                )
+            ).first()
     except IntegrityError:
-        raise Problem(409, "El producto tiene pedidos y no se puede eliminar; desactívelo con "
-                           "PUT {\"activo\": false}") from None
+        raise Problem(
+            409, 'El producto tiene pedidos y no se puede eliminar; desactívelo con PUT {"activo": false}'
+        ) from None
     if row is None:
         raise _no_existe(producto_id)
 
