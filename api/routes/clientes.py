@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from .. import pagination
 from ..errors import Problem
 from ..pagination import Pagina
+from ..structs import given
 from ..tenancy import Db
 from ..services import clientes as svc
 
@@ -114,7 +115,7 @@ async def buscar(
 
 @post("/api/marcas/{marca:str}/clientes", summary="Crear cliente")
 async def crear(data: JSONBody[ClienteIn], db: Db) -> ClienteOut:
-    values = svc.clean(msgspec.structs.asdict(data))
+    values = svc.clean(given(data))
     return _out(await svc.insert(db, values))
 
 
@@ -128,7 +129,7 @@ async def obtener(cliente_id: FromPath[int], db: Db) -> ClienteOut:
 
 @put("/api/clientes/{cliente_id:int}", summary="Actualizar cliente (campos omitidos no cambian)")
 async def actualizar(cliente_id: FromPath[int], data: JSONBody[ClienteCambios], db: Db) -> ClienteOut:
-    changes = svc.clean(msgspec.structs.asdict(data), partial=True)
+    changes = svc.clean(given(data))
     row = await svc.update(db, cliente_id, changes)
     if row is None:
         raise _no_existe(cliente_id)

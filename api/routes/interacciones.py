@@ -13,6 +13,7 @@ from sqlalchemy import text
 from .. import pagination
 from ..errors import Problem, campo
 from ..pagination import Pagina
+from ..structs import given
 from ..tenancy import Db
 
 COLUMNS = (
@@ -61,7 +62,7 @@ async def registrar(data: JSONBody[InteraccionIn], db: Db) -> Response[Interacci
         )
     ).first() is None:
         raise campo("cliente_id", f"no existe el cliente {data.cliente_id} en esta marca")
-    values = msgspec.structs.asdict(data)
+    values = given(data)
     row = (
         await db.execute(
             text(

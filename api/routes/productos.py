@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import pagination
 from ..errors import Problem, campo
 from ..pagination import Pagina
+from ..structs import given
 from ..tenancy import Db
 
 COLUMNS = "id, marca_id, sku, nombre, categoria, precio, stock, activo, alias, created_at, updated_at"
@@ -106,7 +107,7 @@ async def listar(
 
 @post("/api/marcas/{marca:str}/productos", opt={"roles": CATALOGO}, summary="Crear producto")
 async def crear(data: JSONBody[ProductoIn], db: Db) -> ProductoOut:
-    values = _check(msgspec.structs.asdict(data))
+    values = _check(given(data))
     cols = ", ".join(values)
     row = (
         await db.execute(
@@ -136,7 +137,7 @@ async def obtener(producto_id: FromPath[int], db: Db) -> ProductoOut:
     summary="Actualizar producto (campos omitidos no cambian)",
 )
 async def actualizar(producto_id: FromPath[int], data: JSONBody[ProductoCambios], db: Db) -> ProductoOut:
-    changes = _check(msgspec.structs.asdict(data))
+    changes = _check(given(data))
     if not changes:
         return await obtener.fn(producto_id=producto_id, db=db)
     sets = ", ".join(f"{k} = :{k}" for k in changes)

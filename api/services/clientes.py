@@ -22,7 +22,7 @@ _CLEANERS = {"telefono": normalizacion.telefono, "email": normalizacion.email,
              "documento": normalizacion.rut}
 
 
-def clean(values: dict, partial: bool = False) -> dict:
+def clean(values: dict) -> dict:
     """Canonical values, or a 422 naming the field. Blank optional strings become null."""
     out = {}
     for key, value in values.items():
