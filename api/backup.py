@@ -114,32 +114,22 @@ def _admin(s: Settings) -> psycopg.Connection:
     return psycopg.connect(roles.with_database(roles.admin_url(s), "postgres"), autocommit=True)
 
 
-def _grant_database(s: Settings, database: str) -> None:
-    """Database-level grants of db/schema.sql: pg_dump without --create does not carry them."""
-    with _admin(s) as conn:
-        db = sql.Identifier(database)
-        conn.execute(sql.SQL("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO crm_owner").format(db))
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO crm_api, crm_ejecutivo, crm_marca")
-                     .format(db))
-
-
 def restore(s: Settings, file: str | os.PathLike) -> str:
     path = Path(file).expanduser().resolve()
     check_dump(path)
     name = roles.database_name(s)
     scratch = f"{name}_restaurando"[:63]
 
-    # Roles are cluster-wide: on a new server they must exist before the grants come back.
-    with psycopg.connect(roles.with_database(roles.admin_url(s), "postgres")) as conn:
-        installer.ensure_roles(conn)
-
     installer.drop_database(s, scratch)
     installer.create_database(s, scratch)
+    # Roles are cluster-wide: on a new server they must exist before the object grants come
+    # back; db/roles.sql also grants them this database (pg_dump does not carry that).
+    with psycopg.connect(roles.with_database(roles.admin_url(s), scratch)) as conn:
+        installer.ensure_roles(conn)
     url, env = _tool_call(roles.with_database(roles.admin_url(s), scratch))
     try:
         _run([pg_embedded.tool("pg_restore"), "--exit-on-error", "--no-password",
               f"--dbname={url}", str(path)], env, "pg_restore")
-        _grant_database(s, scratch)
     except BaseException:
         installer.drop_database(s, scratch)
         raise

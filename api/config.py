@@ -59,12 +59,12 @@ def settings() -> Settings:
         secret = "dev-insecure-secret-change-me"
     return Settings(
         database_url=os.environ.get("DATABASE_URL") or None,
-        db_name=os.environ.get("CRM_DB_NAME", "crm"),
+        db_name=os.environ.get("CRM_DB_NAME") or "crm",
         secret_key=secret,
         data_dir=data_dir,
         pg_port=_int("CRM_PG_PORT", 5433),
         pg_superuser_password=os.environ.get("CRM_PG_SUPERUSER_PASSWORD") or secret,
-        api_host=os.environ.get("CRM_API_HOST", "127.0.0.1"),
+        api_host=os.environ.get("CRM_API_HOST") or "127.0.0.1",
         api_port=_int("CRM_API_PORT", 8000),
         api_workers=_int("CRM_API_WORKERS", 1),
         db_pool_size=_int("CRM_DB_POOL_SIZE", 10),
@@ -72,5 +72,5 @@ def settings() -> Settings:
         max_body_bytes=_int("CRM_MAX_BODY_BYTES", 1_048_576),
         backup_dir=Path(os.environ.get("CRM_BACKUP_DIR") or data_dir / "backups").resolve(),
         backup_keep=_int("CRM_BACKUP_KEEP", 7),
-        log_level=os.environ.get("CRM_LOG_LEVEL", "info"),
+        log_level=os.environ.get("CRM_LOG_LEVEL") or "info",
     )

@@ -1,4 +1,5 @@
--- Cluster-wide roles of the CRM (roles belong to the server, not to one database).
+-- Cluster-wide roles of the CRM (roles belong to the server, not to one database), and
+-- their access to the database this runs in (pg_dump does not carry database grants).
 -- Idempotent; run by `crm db init` and `crm backup restore` before db/schema.sql.
 -- Per-brand login roles (crm_marca_<slug>) are created with their brand by crm.crear_marca().
 DO $$
@@ -20,6 +21,8 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'crm_marca') THEN
     CREATE ROLE crm_marca NOLOGIN;
   END IF;
+  EXECUTE format('GRANT CONNECT, CREATE, TEMPORARY ON DATABASE %I TO crm_owner', current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO crm_api, crm_ejecutivo, crm_marca', current_database());
 END
 $$;
 GRANT crm_marca TO crm_owner WITH ADMIN OPTION;

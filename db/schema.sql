@@ -1,7 +1,7 @@
 -- The whole CRM schema, from an empty database.
 --
--- Run by `crm db init` as a superuser after db/roles.sql (it creates extensions); every
--- object is created under SET ROLE crm_owner, so crm_owner owns it.
+-- Run by `crm db init` as a superuser after db/roles.sql (the roles, and their access to
+-- this database); it creates extensions, then every object is created under SET ROLE crm_owner, so crm_owner owns it.
 --
 -- Isolation: every tenant table has marca_id first in its primary key, foreign keys
 -- that include marca_id, FORCE ROW LEVEL SECURITY, and one policy on crm.marca_actual().
@@ -10,15 +10,6 @@
 --
 -- Keep db/migrations/ in step: a fresh install from this file must equal an install
 -- upgraded through every migration (tests/test_migrations.py compares the two).
-
--- ---------------------------------------------------------------- database grants
--- The roles themselves are cluster-wide: db/roles.sql creates them first.
-DO $$
-BEGIN
-  EXECUTE format('GRANT CONNECT, CREATE, TEMPORARY ON DATABASE %I TO crm_owner', current_database());
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO crm_api, crm_ejecutivo, crm_marca', current_database());
-END
-$$;
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS unaccent;
