@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import db
 from .config import Settings, settings as env_settings
 from .errors import HANDLERS, problem_response
-from .routes import clientes, interacciones, marcas, pedidos, productos
+from .routes import clientes, interacciones, marcas, metricas, pedidos, productos
+from .structs import reject_nul
 from .tenancy import Contexto, Tenancy, provide_ctx, provide_db
 
-ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones]
+ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas]
 
 
 @get("/api/health", summary="Estado de la API y de la base de datos", tags=["sistema"])
@@ -49,6 +50,7 @@ def create_app(s: Settings | None = None) -> Litestar:
         route_handlers=[health] + [r for m in ROUTE_MODULES for r in m.ROUTES],
         dependencies={"ctx": Provide(provide_ctx), "db": Provide(provide_db)},
         exception_handlers=HANDLERS,
+        before_request=reject_nul,
         lifespan=[lifespan],
         request_max_body_size=s.max_body_bytes,
         signature_namespace={"AsyncConnection": AsyncConnection, "Contexto": Contexto},
