@@ -15,7 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import db
-from .config import Settings, settings as env_settings
+from .config import Settings
+from .config import settings as env_settings
 from .errors import HANDLERS, problem_response
 from .routes import clientes, interacciones, marcas, metricas, pedidos, productos
 from .structs import reject_nul

@@ -14,17 +14,32 @@ from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("crm.api")
 
-TITLES = {400: "Solicitud inválida", 401: "No autenticado", 403: "Prohibido", 404: "No encontrado",
-          405: "Método no permitido", 409: "Conflicto", 413: "Cuerpo demasiado grande",
-          415: "Tipo de contenido no soportado", 422: "Datos inválidos",
-          429: "Demasiadas solicitudes", 500: "Error interno", 503: "Servicio no disponible"}
+TITLES = {
+    400: "Solicitud inválida",
+    401: "No autenticado",
+    403: "Prohibido",
+    404: "No encontrado",
+    405: "Método no permitido",
+    409: "Conflicto",
+    413: "Cuerpo demasiado grande",
+    415: "Tipo de contenido no soportado",
+    422: "Datos inválidos",
+    429: "Demasiadas solicitudes",
+    500: "Error interno",
+    503: "Servicio no disponible",
+}
 
 
 class Problem(HTTPException):
     """An error with a status, a Spanish detail and optionally the fields at fault."""
 
-    def __init__(self, status: int, detail: str, errores: list[dict] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errores: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.errores = errores or []
 
@@ -33,10 +48,19 @@ def campo(nombre: str, mensaje: str, status: int = 422) -> Problem:
     return Problem(status, f"{nombre}: {mensaje}", [{"campo": nombre, "mensaje": mensaje}])
 
 
-def problem_response(status: int, detail: str, errores: list[dict] | None = None,
-                     headers: dict[str, str] | None = None, instance: str | None = None) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": TITLES.get(status, "Error"),
-                            "status": status, "detail": detail}
+def problem_response(
+    status: int,
+    detail: str,
+    errores: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     if instance:
         body["instance"] = instance
     if errores:
@@ -45,34 +69,66 @@ def problem_response(status: int, detail: str, errores: list[dict] | None = None
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$((?:\.[A-Za-z_][\w]*|\[\d+\])*)`")
+_MISSING_PARAM = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+_BODY = "cuerpo"
 
 
-def _validation_fields(exc: ValidationException) -> list[dict]:
-    out = []
+def _validation(exc: ValidationException) -> tuple[int, str, list[dict]]:
+    """Status, detail and fields of a request Litestar or msgspec rejected: a bad query,
+    path or header parameter or an unreadable body is a 400; a readable body whose fields
+    are wrong is a 422. `data` (Litestar's name for the body) is called `cuerpo`."""
     extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
+    if not extra:
+        m = _MISSING_PARAM.search(str(exc.detail))
+        if m:
+            return (
+                400,
+                f"{m.group(2)}: falta el parámetro obligatorio",
+                [{"campo": m.group(2), "mensaje": "parámetro obligatorio"}],
+            )
+        return 400, "Solicitud inválida", []
+    errores, status = [], 422
     for item in extra:
-        if isinstance(item, dict):
-            msg = str(item.get("message", ""))
-            key = item.get("key") or ""
-            m = _MSGSPEC_PATH.search(msg)
-            if m and m.group(1):
-                key = m.group(1).lstrip(".")
-            elif "unknown field" in msg.lower():
-                u = re.search(r"`([^`]+)`", msg)
-                key = u.group(1) if u else key
-            out.append({"campo": key or "cuerpo", "mensaje": _traducir(msg)})
-    return out
+        if not isinstance(item, dict):
+            continue
+        msg, key = str(item.get("message", "")), item.get("key") or ""
+        source = getattr(item.get("source"), "value", item.get("source"))
+        m = _MSGSPEC_PATH.search(msg)
+        if m and m.group(1):
+            key = m.group(1).lstrip(".")
+        elif "unknown field" in msg.lower():
+            u = re.search(r"`([^`]+)`", msg)
+            key = u.group(1) if u else key
+        elif key == "data":
+            key = _BODY
+            status = 400
+            msg = "falta el cuerpo JSON" if msg == "'data'" else msg
+        if source in ("query", "path", "header", "cookie"):
+            status = 400
+        errores.append({"campo": key or _BODY, "mensaje": _traducir(msg)})
+    if any("JSON" in e["mensaje"] for e in errores):
+        status = 400
+    return status, "; ".join(f"{e['campo']}: {e['mensaje']}" for e in errores), errores
+
+
+_SPANISH = (
+    ("Object contains unknown field", "Campo desconocido"),
+    ("Object missing required field", "Falta el campo obligatorio"),
+    ("JSON is malformed", "JSON mal formado"),
+    ("Input data was truncated", "JSON incompleto"),
+    ("Invalid RFC3339 encoded date", "fecha inválida; use AAAA-MM-DD"),
+    ("Invalid RFC3339 encoded datetime", "fecha y hora inválidas; use ISO 8601"),
+    ("Invalid enum value", "valor no permitido:"),
+    ("Expected `", "Se esperaba `"),
+    ("got `", "llegó `"),
+    (" of length ", " de largo "),
+    ("Missing required", "Falta el obligatorio"),
+)
 
 
 def _traducir(msg: str) -> str:
     msg = _MSGSPEC_PATH.sub("", msg).strip(" -")
-    for en, es in (("Expected `", "Se esperaba `"), ("got `", "llegó `"),
-                   ("Object contains unknown field", "Campo desconocido"),
-                   ("Object missing required field", "Falta el campo obligatorio"),
-                   ("JSON is malformed", "JSON mal formado"),
-                   ("Input data was truncated", "JSON incompleto"),
-                   ("Expected `int`", "Se esperaba un entero"),
-                   ("Missing required", "Falta el parámetro obligatorio")):
+    for en, es in _SPANISH:
         msg = msg.replace(en, es)
     return msg
 
@@ -82,17 +138,10 @@ def _http(request: Request, exc: HTTPException) -> Response:
     errores = getattr(exc, "errores", None)
     detail = exc.detail
     if isinstance(exc, ValidationException):
-        errores = _validation_fields(exc)
-        if errores:
-            detail = "; ".join(f"{e['campo']}: {e['mensaje']}" for e in errores)
-        elif "JSON" in str(detail) or "malformed" in str(detail).lower():
-            detail = "El cuerpo no es JSON válido"
-        status = 400 if not errores or any(e["campo"] == "cuerpo" for e in errores) else 422
-        if any("JSON" in e["mensaje"] for e in errores):
-            status = 400
+        status, detail, errores = _validation(exc)
     elif "JSON is malformed" in str(detail) or "truncated" in str(detail):
         detail = "El cuerpo no es JSON válido"
-        errores = [{"campo": "cuerpo", "mensaje": "JSON mal formado"}]
+        errores = [{"campo": _BODY, "mensaje": "JSON mal formado"}]
     elif status == 413:
         detail = "El cuerpo de la solicitud supera el tamaño máximo permitido"
     elif status == 405:
@@ -103,9 +152,21 @@ def _http(request: Request, exc: HTTPException) -> Response:
 
 
 # SQLSTATEs raised by db/schema.sql triggers and constraints → HTTP status
-_SQLSTATE = {"CRM01": 409, "CRM02": 409, "CRM03": 409, "CRM04": 422,
-             "23505": 409, "23503": 422, "23514": 422, "22P02": 422, "23502": 422,
-             "22001": 422, "22003": 422, "22007": 422, "22008": 422}
+_SQLSTATE = {
+    "CRM01": 409,
+    "CRM02": 409,
+    "CRM03": 409,
+    "CRM04": 422,
+    "23505": 409,
+    "23503": 422,
+    "23514": 422,
+    "22P02": 422,
+    "23502": 422,
+    "22001": 422,
+    "22003": 422,
+    "22007": 422,
+    "22008": 422,
+}
 
 _FRIENDLY = {
     "clientes_telefono_unico": ("telefono", "ya existe un cliente con ese teléfono en esta marca"),
@@ -134,8 +195,8 @@ def database_error(exc: DBAPIError) -> Problem | None:
         field = m.group(1) if m else (column or "referencia")
         return campo(field, "hace referencia a un registro que no existe en esta marca", 422)
     if state == "23514" and constraint:
-        m = re.match(r"\w+?_(\w+)_check$", constraint)
-        field = m.group(1) if m else constraint
+        table = getattr(diag, "table_name", None) or ""
+        field = constraint.removeprefix(f"{table}_").removesuffix("_check")
         return campo(field, "valor no permitido", 422)
     if column:
         return campo(column, primary, _SQLSTATE[state])
@@ -146,15 +207,17 @@ def _db(request: Request, exc: DBAPIError) -> Response:
     problem = database_error(exc)
     if problem is None:
         log.exception("database error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(500, "Error interno de la base de datos; el cambio no se guardó",
-                                instance=request.url.path)
+        return problem_response(
+            500, "Error interno de la base de datos; el cambio no se guardó", instance=request.url.path
+        )
     return _http(request, problem)
 
 
 def _internal(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Error interno; el cambio no se guardó",
-                            instance=request.url.path)
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Error interno; el cambio no se guardó", instance=request.url.path
+    )
 
 
 HANDLERS = {HTTPException: _http, DBAPIError: _db, Exception: _internal}

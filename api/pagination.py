@@ -30,7 +30,7 @@ def decode(cursor: str | None, kind: str = "v1") -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, value = raw.split(":", 1)
-        if version != kind or int(value) < 0:
+        if version != kind or not 0 <= int(value) < 2**63:
             raise ValueError
         return int(value)
     except (ValueError, UnicodeDecodeError):

@@ -15,9 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 with warnings.catch_warnings():  # the package warns about XDG_RUNTIME_DIR at import
     warnings.simplefilter("ignore")

@@ -168,7 +168,9 @@ def assert_problem(r, status: int | tuple[int, ...], campo: str | None = None):
     assert isinstance(body.get("detail"), str) and body["detail"].strip(), body
     if campo is not None:
         campos = [e["campo"] for e in body.get("errores", [])]
-        assert campo in campos, f"se esperaba errores[].campo = {campo!r}; llegó {body}"
+        # the field itself, or a path inside it (settings.clave, items[0].cantidad)
+        named = any(c == campo or c.startswith((campo + ".", campo + "[")) for c in campos)
+        assert named, f"se esperaba errores[].campo = {campo!r}; llegó {body}"
     return body
 
 

@@ -12,16 +12,17 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from .. import pagination
 from ..errors import Problem
 from ..pagination import Pagina
+from ..services import clientes as svc
 from ..structs import given
 from ..tenancy import Db
-from ..services import clientes as svc
+from ..tipos import Nombre, Nota
 
 Canal = Literal["whatsapp", "web", "telefono", "presencial", "importacion"]
 Segmento = Literal["nuevo", "recurrente", "vip", "inactivo"]
 
 
 class ClienteIn(msgspec.Struct, forbid_unknown_fields=True):
-    nombre: str
+    nombre: Nombre
     telefono: str | None = None
     email: str | None = None
     documento: str | None = None  # RUT, with or without dots and dash
@@ -33,13 +34,13 @@ class ClienteIn(msgspec.Struct, forbid_unknown_fields=True):
     opt_out_marketing: bool = False
     opt_out_recordatorios: bool = False
     opt_out_encuestas: bool = False
-    notas: str | None = None
+    notas: Nota | None = None
 
 
 class ClienteCambios(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """PUT body: fields left out keep their value; null clears an optional field."""
 
-    nombre: str | msgspec.UnsetType = msgspec.UNSET
+    nombre: Nombre | msgspec.UnsetType = msgspec.UNSET
     telefono: str | None | msgspec.UnsetType = msgspec.UNSET
     email: str | None | msgspec.UnsetType = msgspec.UNSET
     documento: str | None | msgspec.UnsetType = msgspec.UNSET
@@ -51,7 +52,7 @@ class ClienteCambios(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     opt_out_marketing: bool | msgspec.UnsetType = msgspec.UNSET
     opt_out_recordatorios: bool | msgspec.UnsetType = msgspec.UNSET
     opt_out_encuestas: bool | msgspec.UnsetType = msgspec.UNSET
-    notas: str | None | msgspec.UnsetType = msgspec.UNSET
+    notas: Nota | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class ClienteOut(msgspec.Struct):

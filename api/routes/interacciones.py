@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
+from msgspec import Meta
 from sqlalchemy import text
 
 from .. import pagination
@@ -15,6 +16,7 @@ from ..errors import Problem, campo
 from ..pagination import Pagina
 from ..structs import given
 from ..tenancy import Db
+from ..tipos import Contenido, Id, Puntaje
 
 COLUMNS = (
     "id, marca_id, cliente_id, canal, direccion, tipo, contenido, id_externo, "
@@ -23,19 +25,19 @@ COLUMNS = (
 
 
 class InteraccionIn(msgspec.Struct, forbid_unknown_fields=True):
-    cliente_id: int
+    cliente_id: Id
     canal: Literal["whatsapp", "web", "telefono", "presencial", "email", "sms"]
     direccion: Literal["entrante", "saliente"]
     tipo: Literal["mensaje", "llamada", "nota", "encuesta"]
-    contenido: str = ""
-    id_externo: str | None = None
-    puntaje_satisfaccion: int | None = None
+    contenido: Contenido = ""
+    id_externo: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    puntaje_satisfaccion: Puntaje | None = None
 
 
 class InteraccionOut(msgspec.Struct):
     id: int
     marca_id: int
-    cliente_id: int
+    cliente_id: Id
     canal: str
     direccion: str
     tipo: str
@@ -52,10 +54,6 @@ def _out(row) -> InteraccionOut:
 @post("/api/interacciones", summary="Registrar interacción (idempotente por canal e id_externo)")
 async def registrar(data: JSONBody[InteraccionIn], db: Db) -> Response[InteraccionOut]:
     """A repeated `id_externo` on the same channel returns the first record with 200."""
-    if data.puntaje_satisfaccion is not None and not 1 <= data.puntaje_satisfaccion <= 5:
-        raise campo("puntaje_satisfaccion", "debe estar entre 1 y 5")
-    if len(data.contenido) > 10_000:
-        raise campo("contenido", "máximo 10.000 caracteres")
     if (
         await db.execute(
             text("SELECT 1 FROM crm.clientes WHERE id = :id AND deleted_at IS NULL"), {"id": data.cliente_id}

@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
+from msgspec import Meta
 from sqlalchemy import text
 
 from .. import pagination
 from ..errors import campo
 from ..pagination import Pagina
-from ..tenancy import Ctx, Db
 from ..services import pedidos as svc
+from ..tenancy import Ctx, Db
+from ..tipos import Cantidad, Id, Nota
 
 Estado = Literal["pendiente", "confirmado", "en_preparacion", "listo", "entregado", "cancelado"]
 Canal = Literal["whatsapp", "web", "telefono", "presencial"]
 
 
 class ItemIn(msgspec.Struct, forbid_unknown_fields=True):
-    producto_id: int
-    cantidad: int = 1
+    producto_id: Id
+    cantidad: Cantidad = 1
 
 
 class PedidoIn(msgspec.Struct, forbid_unknown_fields=True):
-    cliente_id: int
-    items: list[ItemIn]
+    cliente_id: Id
+    items: Annotated[list[ItemIn], Meta(min_length=1, max_length=200)]
     canal: Canal = "web"
-    nota: str | None = None
+    nota: Nota | None = None
 
 
 class PedidoCambio(msgspec.Struct, forbid_unknown_fields=True):
     estado: Estado
-    nota: str | None = None
+    nota: Nota | None = None
 
 
 class ItemOut(msgspec.Struct):
@@ -88,7 +90,7 @@ async def listar(
     canal: FromQuery[Canal | None] = None,
     desde: FromQuery[date | None] = None,
     hasta: FromQuery[date | None] = None,
-    cliente_id: FromQuery[int | None] = None,
+    cliente_id: FromQuery[Id | None] = None,
     cursor: FromQuery[str | None] = None,
     limite: FromQuery[int | None] = None,
 ) -> Pagina[PedidoOut]:
@@ -104,7 +106,7 @@ async def listar(
     if desde:
         where.append("created_at >= (CAST(:desde AS timestamp) AT TIME ZONE :tz)")
         params["desde"] = datetime.combine(desde, time())
-    if hasta:
+    if hasta and hasta < date.max:  # the last calendar day has no end bound to add
         where.append("created_at < (CAST(:hasta AS timestamp) AT TIME ZONE :tz)")
         params["hasta"] = datetime.combine(hasta + timedelta(days=1), time())
     if (c := pagination.decode(cursor)) is not None:

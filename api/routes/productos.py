@@ -15,6 +15,7 @@ from ..errors import Problem, campo
 from ..pagination import Pagina
 from ..structs import given
 from ..tenancy import Db
+from ..tipos import Nombre, Pesos, Stock
 
 COLUMNS = "id, marca_id, sku, nombre, categoria, precio, stock, activo, alias, created_at, updated_at"
 CATALOGO = ("admin", "staff")
@@ -22,20 +23,20 @@ CATALOGO = ("admin", "staff")
 
 class ProductoIn(msgspec.Struct, forbid_unknown_fields=True):
     sku: str
-    nombre: str
-    precio: int  # CLP, integer pesos
+    nombre: Nombre
+    precio: Pesos
     categoria: str = "general"
-    stock: int | None = None
+    stock: Stock | None = None
     activo: bool = True
     alias: list[str] = msgspec.field(default_factory=list)
 
 
 class ProductoCambios(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     sku: str | msgspec.UnsetType = msgspec.UNSET
-    nombre: str | msgspec.UnsetType = msgspec.UNSET
-    precio: int | msgspec.UnsetType = msgspec.UNSET
+    nombre: Nombre | msgspec.UnsetType = msgspec.UNSET
+    precio: Pesos | msgspec.UnsetType = msgspec.UNSET
     categoria: str | msgspec.UnsetType = msgspec.UNSET
-    stock: int | None | msgspec.UnsetType = msgspec.UNSET
+    stock: Stock | None | msgspec.UnsetType = msgspec.UNSET
     activo: bool | msgspec.UnsetType = msgspec.UNSET
     alias: list[str] | msgspec.UnsetType = msgspec.UNSET
 
@@ -59,10 +60,6 @@ def _out(row) -> ProductoOut:
 
 
 def _check(values: dict) -> dict:
-    if "precio" in values and values["precio"] < 0:
-        raise campo("precio", "no puede ser negativo")
-    if values.get("stock") is not None and values["stock"] < 0:
-        raise campo("stock", "no puede ser negativo")
     for key in ("sku", "nombre", "categoria"):
         if key in values:
             values[key] = values[key].strip()

@@ -20,8 +20,8 @@ async def create(db, cliente_id: int, canal: str, items: list[tuple[int, int]], 
     if not items:
         raise campo("items", "el pedido necesita al menos un ítem")
     for i, (_, cantidad) in enumerate(items):
-        if cantidad <= 0:
-            raise campo(f"items[{i}].cantidad", "debe ser mayor que cero")
+        if not 1 <= cantidad <= 10_000:
+            raise campo(f"items[{i}].cantidad", "debe estar entre 1 y 10000")
     ids = sorted({p for p, _ in items})
     known = {r.id: r.activo for r in await db.execute(
         text("SELECT id, activo FROM crm.productos WHERE id = ANY(:ids)"), {"ids": ids})}
