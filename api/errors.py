@@ -174,6 +174,7 @@ _FRIENDLY = {
     "productos_sku_unico": ("sku", "ya existe un producto con ese SKU en esta marca"),
     "interacciones_id_externo_unico": ("id_externo", "ya se registró una interacción con ese id_externo"),
     "marcas_slug_key": ("slug", "ya existe una marca con ese slug"),
+    "clientes_documento_check": ("documento", "RUT inválido (revise el dígito verificador)"),
 }
 
 

@@ -122,8 +122,12 @@ def set_passwords(conn: psycopg.Connection, s: Settings) -> None:
     brand_roles = [r[0] for r in conn.execute("SELECT rol_db FROM crm.marcas ORDER BY id")]
     for role in brand_roles:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            # Created as crm_owner, exactly as crm.crear_marca() does, so that function can
+            # still manage the role later (PostgreSQL 16+ lets a role alter only its own).
+            conn.execute("SET ROLE crm_owner")
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT crm_marca TO {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT crm_marca TO {}").format(sql.Identifier(role)))
+            conn.execute("RESET ROLE")
     for role in names + brand_roles:
         conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
             sql.Identifier(role), sql.Literal(roles.password_for(role, s))))

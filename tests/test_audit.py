@@ -181,24 +181,39 @@ def test_every_write_as_brand_role_is_audited(settings, brand, brand_sql):
         assert all(r["actor"] == rol and r["marca_id"] == brand.id for r in rows), rows
         covered.add((tabla, accion))
 
-    # DELETE of an order cascades to its history; UPDATE of the history is owner-only
+    # Only a pending order can be deleted (the cancelled one is refused, nothing written);
+    # deleting a pending one cascades to its history; UPDATE of the history is owner-only.
+    since = mark(settings)
+    with pytest.raises(psycopg.DatabaseError, match="no se puede eliminar") as refused:
+        with brand_sql.transaction():
+            brand_sql.execute("DELETE FROM crm.pedidos WHERE id = %s", (ids["pedido"],))
+    assert refused.value.sqlstate == "CRM06"
+    assert audit_since(settings, since) == []
+    borrador = brand_sql.execute("INSERT INTO crm.pedidos (cliente_id, canal) VALUES (%s, 'web') RETURNING id",
+                                 (ids["cliente"],)).fetchone()[0]
     since = mark(settings)
     hist = {r[0]: snapshot(settings, "pedido_estados", r[0]) for r in admin(settings).execute(
-        "SELECT id FROM crm.pedido_estados WHERE pedido_id = %s", (ids["pedido"],))}
-    pedido_antes = snapshot(settings, "pedidos", ids["pedido"])
-    assert len(hist) == 2
-    brand_sql.execute("DELETE FROM crm.pedidos WHERE id = %s", (ids["pedido"],))
+        "SELECT id FROM crm.pedido_estados WHERE pedido_id = %s", (borrador,))}
+    pedido_antes = snapshot(settings, "pedidos", borrador)
+    assert len(hist) == 1
+    brand_sql.execute("DELETE FROM crm.pedidos WHERE id = %s", (borrador,))
     rows = audit_since(settings, since)
-    check(one(rows, "pedidos", ids["pedido"], "DELETE"), brand.id, rol, pedido_antes, None)
+    check(one(rows, "pedidos", borrador, "DELETE"), brand.id, rol, pedido_antes, None)
     for hid, before in hist.items():
         check(one(rows, "pedido_estados", hid, "DELETE"), brand.id, rol, before, None)
     covered |= {("pedidos", "DELETE"), ("pedido_estados", "DELETE")}
 
-    for tabla, key in (("productos", "producto"), ("clientes", "cliente")):
+    # the cancelled order keeps its customer and product: delete fresh, unreferenced ones
+    sueltos = {
+        "productos": "INSERT INTO crm.productos (sku, nombre, precio) VALUES ('SUELTO', 'x', 1) RETURNING id",
+        "clientes": "INSERT INTO crm.clientes (nombre) VALUES ('Suelto') RETURNING id",
+    }
+    for tabla, insert in sueltos.items():
+        suelto = brand_sql.execute(insert).fetchone()[0]
         since = mark(settings)
-        antes = snapshot(settings, tabla, ids[key])
-        brand_sql.execute(f"DELETE FROM crm.{tabla} WHERE id = %s", (ids[key],))
-        check(one(audit_since(settings, since), tabla, ids[key], "DELETE"), brand.id, rol, antes, None)
+        antes = snapshot(settings, tabla, suelto)
+        brand_sql.execute(f"DELETE FROM crm.{tabla} WHERE id = %s", (suelto,))
+        check(one(audit_since(settings, since), tabla, suelto, "DELETE"), brand.id, rol, antes, None)
         covered.add((tabla, "DELETE"))
 
     expected = {(t, a) for t in audited_tables(settings) for a in ("INSERT", "UPDATE", "DELETE")}

@@ -9,11 +9,9 @@ from datetime import date
 from typing import Literal
 
 import msgspec
-from litestar import Request, Response, get
-from litestar.exceptions import HTTPException, ValidationException
+from litestar import Response, get
 from litestar.params import FromQuery
 
-from ..errors import HANDLERS, problem_response
 from ..services import metricas as svc
 from ..tenancy import Ctx, Db
 
@@ -84,29 +82,6 @@ class Reporte(msgspec.Struct):
     filas: list[FilaReporte]
 
 
-_AYUDA = {
-    "desde": "fecha inválida; use AAAA-MM-DD",
-    "hasta": "fecha inválida; use AAAA-MM-DD",
-    "agrupar": "debe ser dia, semana o mes",
-    "formato": "debe ser json, csv o xlsx",
-}
-
-
-def _parametro_invalido(request: Request, exc: HTTPException) -> Response:
-    """A query parameter Litestar rejected (bad date, value outside its Literal): 400
-    naming it, in Spanish. Anything else goes to the application's handler."""
-    extra = exc.extra if isinstance(exc, ValidationException) and isinstance(exc.extra, list) else []
-    claves = [e.get("key") for e in extra if isinstance(e, dict)]
-    if not claves or any(k not in _AYUDA for k in claves):
-        return HANDLERS[HTTPException](request, exc)
-    errores = [{"campo": k, "mensaje": _AYUDA[k]} for k in dict.fromkeys(claves)]
-    detail = "; ".join(f"{e['campo']}: {e['mensaje']}" for e in errores)
-    return problem_response(400, detail, errores, instance=request.url.path)
-
-
-_ERRORES = {ValidationException: _parametro_invalido}
-
-
 async def _rango(db, ctx, desde: date | None, hasta: date | None) -> tuple[date, date]:
     hoy = await svc.hoy(db, ctx.marca.zona_horaria) if desde is None or hasta is None else None
     return svc.rango(desde, hasta, hoy)
@@ -115,7 +90,6 @@ async def _rango(db, ctx, desde: date | None, hasta: date | None) -> tuple[date,
 @get(
     "/api/marcas/{marca:str}/metricas/dashboard",
     summary="Métricas del panel de una marca en un rango de días",
-    exception_handlers=_ERRORES,
     tags=["metricas"],
 )
 async def dashboard(
@@ -156,7 +130,6 @@ async def dashboard(
 @get(
     "/api/marcas/{marca:str}/metricas/reportes",
     summary="Reporte por día, semana o mes (JSON, CSV o Excel)",
-    exception_handlers=_ERRORES,
     tags=["metricas"],
 )
 async def reportes(
