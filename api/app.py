@@ -12,11 +12,10 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Response
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import db
 from .config import Settings
 from .config import settings as env_settings
+from .db import Conn, Database
 from .errors import HANDLERS, problem_response
 from .routes import clientes, interacciones, marcas, metricas, pedidos, productos
 from .structs import reject_nul
@@ -28,7 +27,7 @@ ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas]
 @get("/api/health", summary="Estado de la API y de la base de datos", tags=["sistema"])
 async def health(request: Request) -> Response:
     try:
-        async with request.app.state.tenancy.engine.connect() as conn:
+        async with request.app.state.tenancy.database.connection() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as e:  # any failure to reach PostgreSQL
         logging.getLogger("crm.api").warning("health: database unreachable: %s", e)
@@ -38,14 +37,15 @@ async def health(request: Request) -> Response:
 
 def create_app(s: Settings | None = None) -> Litestar:
     s = s or env_settings()
-    engine = db.make_engine(s)
+    database = Database(s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar):
+        await database.open()
         try:
             yield
         finally:
-            await engine.dispose()
+            await database.close()
 
     app = Litestar(
         route_handlers=[health] + [r for m in ROUTE_MODULES for r in m.ROUTES],
@@ -54,7 +54,7 @@ def create_app(s: Settings | None = None) -> Litestar:
         before_request=reject_nul,
         lifespan=[lifespan],
         request_max_body_size=s.max_body_bytes,
-        signature_namespace={"AsyncConnection": AsyncConnection, "Contexto": Contexto},
+        signature_namespace={"Conn": Conn, "Contexto": Contexto},
         openapi_config=OpenAPIConfig(
             title="CRM multimarca", version="1.0.0", path="/docs",
             description="API del CRM: cada clave de API actúa sobre su marca; las claves del "
@@ -66,5 +66,5 @@ def create_app(s: Settings | None = None) -> Litestar:
         ),
     )
     app.state.settings = s
-    app.state.tenancy = Tenancy(engine, s.rate_limit_per_minute)
+    app.state.tenancy = Tenancy(database, s.rate_limit_per_minute)
     return app

@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from .db import Database
 from .errors import Problem
 from .services import claves
 
@@ -39,7 +38,7 @@ class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[float, Principal | None]] = {}
 
-    async def resolve(self, engine: AsyncEngine, key: str | None) -> Principal:
+    async def resolve(self, database: Database, key: str | None) -> Principal:
         if not key:
             raise Problem(401, "Falta la clave de API en el encabezado X-API-Key",
                           headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
@@ -47,7 +46,7 @@ class KeyCache:
         now = time.monotonic()
         hit = self._entries.get(h)
         if hit is None or hit[0] < now:
-            principal = await self._load(engine, h)
+            principal = await self._load(database, h)
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[h] = (now + CACHE_SECONDS, principal)
@@ -58,8 +57,8 @@ class KeyCache:
                           headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
         return principal
 
-    async def _load(self, engine: AsyncEngine, h: bytes) -> Principal | None:
-        async with engine.begin() as conn:
+    async def _load(self, database: Database, h: bytes) -> Principal | None:
+        async with database.connection() as conn:
             row = (await conn.execute(claves.LOOKUP, {"hash": h})).first()
             if row is None or row.revoked_at is not None:
                 return None

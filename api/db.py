@@ -1,24 +1,147 @@
-"""The API's database access: one async engine (as the API's role), one transaction
-per request that first binds the brand and the actor for row-level security and audit."""
+"""The API's database access: a psycopg async pool (as the API's role) and one
+transaction per request that first binds the brand and the actor for row-level security
+and audit.
+
+SQL is written as SQLAlchemy `text()` (named `:params`), compiled once by SQLAlchemy's
+PostgreSQL dialect and run on psycopg directly. SQLAlchemy's async engine was measured
+on this path and cost half the throughput (688 → 1,277 req/s on GET /api/clientes/{id},
+p99 123 → 52 ms), all of it in its greenlet bridge and result machinery; the CLI and
+the tests keep using its sync engine. BEGIN and the binding go in one round trip.
+"""
 
 from __future__ import annotations
 
+from collections import namedtuple
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.dialects.postgresql import psycopg as _pg
+from sqlalchemy.sql.elements import TextClause
 
 from . import roles
 from .config import Settings
 
-BIND = text("SELECT set_config('app.marca_id', :marca, true), set_config('app.actor', :actor, true)")
+_DIALECT = _pg.dialect()
+_BIND = sql.SQL("BEGIN; SELECT set_config('app.marca_id', {}, true), set_config('app.actor', {}, true)")
 
 
-def make_engine(s: Settings) -> AsyncEngine:
-    return create_async_engine(
-        roles.sqlalchemy_url(roles.role_url(roles.API, s)),
-        pool_size=s.db_pool_size, max_overflow=s.db_pool_size, pool_pre_ping=False,
-        pool_recycle=1800)
+@lru_cache(maxsize=4096)
+def compile_sql(statement: str) -> str:
+    """`:name` parameters → psycopg's `%(name)s`, literal `%` escaped (SQLAlchemy does it)."""
+    return str(text(statement).compile(dialect=_DIALECT))
 
 
-async def bind(conn: AsyncConnection, marca_id: int | None, actor: str) -> None:
-    """Start of every transaction: which brand the policies see, who the audit names."""
-    await conn.execute(BIND, {"marca": "" if marca_id is None else str(marca_id), "actor": actor})
+@lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]):
+    base = namedtuple("Row", names, rename=True)  # noqa: PYI024
+    return type("Row", (base,), {"__slots__": (), "_mapping": property(lambda self: self._asdict())})
+
+
+def _row_factory(cursor):
+    """Rows as named tuples (row.id, tuple unpacking) that also offer `_mapping`."""
+    if cursor.description is None:
+        return tuple
+    return _row_class(tuple(d.name for d in cursor.description))._make
+
+
+class NoResult(LookupError):
+    pass
+
+
+class Result:
+    """The rows of one statement, fetched eagerly (every query here is bounded)."""
+
+    __slots__ = ("rows", "rowcount")
+
+    def __init__(self, rows: list, rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def all(self) -> list:
+        return self.rows
+
+    def first(self):
+        return self.rows[0] if self.rows else None
+
+    def one(self):
+        if len(self.rows) != 1:
+            raise NoResult(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def scalar(self):
+        return self.rows[0][0] if self.rows else None
+
+    def scalar_one(self):
+        return self.one()[0]
+
+    def mappings(self) -> Result:
+        return Result([r._asdict() for r in self.rows], self.rowcount)
+
+
+class Conn:
+    """One connection of the pool, inside the request's transaction."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: AsyncConnection) -> None:
+        self.raw = raw
+
+    async def execute(self, statement: TextClause | str, params: dict[str, Any] | None = None) -> Result:
+        query = compile_sql(statement.text if isinstance(statement, TextClause) else statement)
+        cur = await self.raw.execute(query, params)
+        rows = await cur.fetchall() if cur.description is not None else []
+        return Result(rows, cur.rowcount)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: its statements are undone alone if they fail."""
+        await self.raw.execute("SAVEPOINT paso")
+        try:
+            yield
+        except BaseException:
+            await self.raw.execute("ROLLBACK TO SAVEPOINT paso")
+            raise
+        await self.raw.execute("RELEASE SAVEPOINT paso")
+
+
+class Database:
+    """The pool of the API's role. Connections are in autocommit mode: transactions are
+    opened explicitly by `transaction()`, so BEGIN travels with the tenant binding."""
+
+    def __init__(self, s: Settings) -> None:
+        self.pool = AsyncConnectionPool(
+            roles.role_url(roles.API, s), min_size=s.db_pool_size, max_size=s.db_pool_size * 2,
+            open=False, kwargs={"autocommit": True, "row_factory": _row_factory}, name="crm-api")
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A connection outside any brand (statements autocommit): key and brand lookups."""
+        async with self.pool.connection() as raw:
+            yield Conn(raw)
+
+    @asynccontextmanager
+    async def transaction(self, marca_id: int | None, actor: str) -> AsyncIterator[Conn]:
+        """One transaction bound to one brand: committed when the block ends normally,
+        rolled back on any error, so nothing is ever half-written."""
+        async with self.pool.connection() as raw:
+            await raw.execute(_BIND.format(sql.Literal("" if marca_id is None else str(marca_id)),
+                                           sql.Literal(actor)))
+            try:
+                yield Conn(raw)
+            except BaseException:
+                await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")

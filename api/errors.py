@@ -7,6 +7,7 @@ import logging
 import re
 from typing import Any
 
+import psycopg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -178,9 +179,10 @@ _FRIENDLY = {
 }
 
 
-def database_error(exc: DBAPIError) -> Problem | None:
-    """Translate a constraint or rule violation into a 4xx; None for anything else."""
-    orig = exc.orig
+def database_error(exc: psycopg.Error | DBAPIError) -> Problem | None:
+    """Translate a constraint or rule violation into a 4xx; None for anything else.
+    The API raises psycopg's errors; the CLI's SQLAlchemy engine wraps them."""
+    orig = getattr(exc, "orig", None) or exc
     state = getattr(orig, "sqlstate", None)
     if state not in _SQLSTATE:
         return None
@@ -204,7 +206,7 @@ def database_error(exc: DBAPIError) -> Problem | None:
     return Problem(_SQLSTATE[state], primary)
 
 
-def _db(request: Request, exc: DBAPIError) -> Response:
+def _db(request: Request, exc: psycopg.Error | DBAPIError) -> Response:
     problem = database_error(exc)
     if problem is None:
         log.exception("database error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -221,5 +223,5 @@ def _internal(request: Request, exc: Exception) -> Response:
     )
 
 
-HANDLERS = {HTTPException: _http, DBAPIError: _db, Exception: _internal}
+HANDLERS = {HTTPException: _http, psycopg.Error: _db, DBAPIError: _db, Exception: _internal}
 MEDIA = MediaType.JSON

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from litestar import Request
 from litestar.di import NamedDependency
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import db
 from .auth import KeyCache, Principal
+from .db import Conn, Database
 from .errors import Problem
 from .ratelimit import TokenBuckets, retry_after_header
 
@@ -50,10 +49,10 @@ class Contexto:
 
 
 class Tenancy:
-    """Per-process state: the engine, the key cache, the rate-limit buckets, brand lookups."""
+    """Per-process state: the database pool, the key cache, the rate-limit buckets, brand lookups."""
 
-    def __init__(self, engine: AsyncEngine, default_rate_limit: int) -> None:
-        self.engine = engine
+    def __init__(self, database: Database, default_rate_limit: int) -> None:
+        self.database = database
         self.keys = KeyCache()
         self.buckets = TokenBuckets()
         self.default_rate_limit = default_rate_limit
@@ -69,7 +68,7 @@ class Tenancy:
         value: int | str = int(ref) if ref.isdigit() else ref
         if column == "id" and value > 2**62:
             return None
-        async with self.engine.connect() as conn:
+        async with self.database.connection() as conn:
             row = (await conn.execute(
                 text(f"SELECT id, slug, zona_horaria FROM crm.marcas WHERE {column} = :v"),
                 {"v": value})).first()
@@ -89,7 +88,7 @@ def _not_found_brand(ref: str) -> Problem:
 
 async def provide_ctx(request: Request) -> Contexto:
     tenancy: Tenancy = request.app.state.tenancy
-    principal = await tenancy.keys.resolve(tenancy.engine, request.headers.get("x-api-key"))
+    principal = await tenancy.keys.resolve(tenancy.database, request.headers.get("x-api-key"))
     opt = request.route_handler.opt
 
     wait = tenancy.buckets.take(principal.key_id,
@@ -131,21 +130,14 @@ async def provide_ctx(request: Request) -> Contexto:
     return Contexto(principal, marca)
 
 
-async def provide_db(request: Request, ctx: NamedDependency[Contexto]) -> AsyncGenerator[AsyncConnection, None]:
+async def provide_db(request: Request, ctx: NamedDependency[Contexto]) -> AsyncGenerator[Conn, None]:
     """One transaction per request: committed after the handler succeeds (before the
     response is sent), rolled back on any error, so nothing is ever half-written."""
     tenancy: Tenancy = request.app.state.tenancy
-    async with tenancy.engine.connect() as conn:
-        await conn.begin()
-        await db.bind(conn, ctx.marca.id if ctx.marca else None, ctx.principal.actor)
-        try:
-            yield conn
-        except BaseException:
-            await conn.rollback()
-            raise
-        await conn.commit()
+    async with tenancy.database.transaction(ctx.marca.id if ctx.marca else None, ctx.principal.actor) as conn:
+        yield conn
 
 
 # Handler parameter types: the request's brand context and its transaction.
 Ctx = NamedDependency[Contexto]
-Db = NamedDependency[AsyncConnection]
+Db = NamedDependency[Conn]

@@ -76,10 +76,9 @@ def _out(row, cls=PedidoOut, **extra):
     return cls(**{f: getattr(row, f) for f in PedidoOut.__struct_fields__}, **extra)
 
 
-async def _detail(db, row) -> PedidoDetalle:
-    items = [ItemOut(**r._mapping) for r in await svc.items(db, row.id)]
-    hist = [EstadoOut(**r._mapping) for r in await svc.history(db, row.id)]
-    return _out(row, PedidoDetalle, items=items, historial=hist)
+def _detail(row) -> PedidoDetalle:
+    return _out(row, PedidoDetalle, items=msgspec.convert(row.items, list[ItemOut]),
+                historial=msgspec.convert(row.historial, list[EstadoOut]))
 
 
 @get("/api/marcas/{marca:str}/pedidos", summary="Listar pedidos (filtros: estado, canal, fechas, cliente)")
@@ -126,7 +125,7 @@ async def crear(data: JSONBody[PedidoIn], db: Db) -> PedidoDetalle:
     row = await svc.create(
         db, data.cliente_id, data.canal, [(i.producto_id, i.cantidad) for i in data.items], data.nota
     )
-    return await _detail(db, row)
+    return _detail(row)
 
 
 @get("/api/pedidos/{pedido_id:int}", summary="Obtener pedido con ítems e historial de estados")
@@ -134,7 +133,7 @@ async def obtener(pedido_id: FromPath[int], db: Db) -> PedidoDetalle:
     row = await svc.get(db, pedido_id)
     if row is None:
         raise svc.not_found(pedido_id)
-    return await _detail(db, row)
+    return _detail(row)
 
 
 @put("/api/pedidos/{pedido_id:int}", summary="Cambiar estado (solo transiciones permitidas; 409 si no)")
@@ -142,7 +141,7 @@ async def cambiar_estado(pedido_id: FromPath[int], data: JSONBody[PedidoCambio],
     row = await svc.change_status(db, pedido_id, data.estado, data.nota)
     if row is None:
         raise svc.not_found(pedido_id)
-    return await _detail(db, row)
+    return _detail(row)
 
 
 ROUTES = [listar, crear, obtener, cambiar_estado]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+import psycopg
 from litestar import delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from .. import pagination
 from ..errors import Problem, campo
@@ -157,13 +157,13 @@ async def actualizar(producto_id: FromPath[int], data: JSONBody[ProductoCambios]
 )
 async def eliminar(producto_id: FromPath[int], db: Db) -> None:
     try:
-        async with db.begin_nested():
+        async with db.savepoint():
             row = (
                 await db.execute(
                     text("DELETE FROM crm.productos WHERE id = :id RETURNING id"), {"id": producto_id}
                 )
             ).first()
-    except IntegrityError:
+    except psycopg.errors.ForeignKeyViolation:
         raise Problem(
             409, 'El producto tiene pedidos y no se puede eliminar; desactívelo con PUT {"activo": false}'
         ) from None

@@ -15,25 +15,44 @@ ESTADOS = ("pendiente", "confirmado", "en_preparacion", "listo", "entregado", "c
 CANALES = ("whatsapp", "web", "telefono", "presencial")
 
 
+_VALIDATE = text("""
+    SELECT EXISTS (SELECT 1 FROM crm.clientes WHERE id = :c AND deleted_at IS NULL) AS cliente,
+           coalesce((SELECT json_object_agg(id, activo) FROM crm.productos
+                      WHERE id = ANY(CAST(:ids AS bigint[]))), '{}') AS productos""")
+
+# The order with its items and its status history, in one round trip.
+_DETAIL = text(f"""
+    SELECT {", ".join("p." + c.strip() for c in COLUMNS.split(","))},
+      coalesce((SELECT json_agg(json_build_object(
+                  'id', i.id, 'producto_id', i.producto_id, 'producto', pr.nombre, 'cantidad', i.cantidad,
+                  'precio_unitario', i.precio_unitario, 'subtotal', i.subtotal) ORDER BY i.id)
+                  FROM crm.pedido_items i
+                  JOIN crm.productos pr ON pr.marca_id = i.marca_id AND pr.id = i.producto_id
+                 WHERE i.marca_id = p.marca_id AND i.pedido_id = p.id), '[]') AS items,
+      coalesce((SELECT json_agg(json_build_object(
+                  'desde', e.desde, 'hacia', e.hacia, 'actor', e.actor, 'created_at', e.created_at)
+                  ORDER BY e.created_at, e.id)
+                  FROM crm.pedido_estados e
+                 WHERE e.marca_id = p.marca_id AND e.pedido_id = p.id), '[]') AS historial
+      FROM crm.pedidos p WHERE p.id = :id""")
+
+
 async def create(db, cliente_id: int, canal: str, items: list[tuple[int, int]], nota: str | None = None):
-    """items: (producto_id, cantidad). Returns the order row (with its total)."""
+    """items: (producto_id, cantidad). Returns the order as `get` does (items, history)."""
     if not items:
         raise campo("items", "el pedido necesita al menos un ítem")
     for i, (_, cantidad) in enumerate(items):
         if not 1 <= cantidad <= 10_000:
             raise campo(f"items[{i}].cantidad", "debe estar entre 1 y 10000")
-    ids = sorted({p for p, _ in items})
-    known = {r.id: r.activo for r in await db.execute(
-        text("SELECT id, activo FROM crm.productos WHERE id = ANY(:ids)"), {"ids": ids})}
-    for i, (producto_id, _) in enumerate(items):
-        if producto_id not in known:
-            raise campo(f"items[{i}].producto_id", f"no existe el producto {producto_id} en esta marca")
-        if not known[producto_id]:
-            raise campo(f"items[{i}].producto_id", f"el producto {producto_id} no está activo")
-    cliente = (await db.execute(text("SELECT 1 FROM crm.clientes WHERE id = :id AND deleted_at IS NULL"),
-                                {"id": cliente_id})).first()
-    if cliente is None:
+    found = (await db.execute(_VALIDATE, {"c": cliente_id, "ids": sorted({p for p, _ in items})})).one()
+    if not found.cliente:
         raise campo("cliente_id", f"no existe el cliente {cliente_id} en esta marca")
+    for i, (producto_id, _) in enumerate(items):
+        activo = found.productos.get(str(producto_id))
+        if activo is None:
+            raise campo(f"items[{i}].producto_id", f"no existe el producto {producto_id} en esta marca")
+        if not activo:
+            raise campo(f"items[{i}].producto_id", f"el producto {producto_id} no está activo")
     pedido_id = (await db.execute(
         text("INSERT INTO crm.pedidos (cliente_id, canal, nota) VALUES (:c, :canal, :nota) RETURNING id"),
         {"c": cliente_id, "canal": canal, "nota": nota})).scalar_one()
@@ -46,21 +65,8 @@ async def create(db, cliente_id: int, canal: str, items: list[tuple[int, int]], 
 
 
 async def get(db, pedido_id: int):
-    return (await db.execute(text(f"SELECT {COLUMNS} FROM crm.pedidos WHERE id = :id"),
-                             {"id": pedido_id})).first()
-
-
-async def items(db, pedido_id: int):
-    return (await db.execute(text(
-        "SELECT i.id, i.producto_id, p.nombre AS producto, i.cantidad, i.precio_unitario, i.subtotal "
-        "FROM crm.pedido_items i JOIN crm.productos p ON p.marca_id = i.marca_id AND p.id = i.producto_id "
-        "WHERE i.pedido_id = :id ORDER BY i.id"), {"id": pedido_id})).all()
-
-
-async def history(db, pedido_id: int):
-    return (await db.execute(text(
-        "SELECT desde, hacia, actor, created_at FROM crm.pedido_estados "
-        "WHERE pedido_id = :id ORDER BY created_at, id"), {"id": pedido_id})).all()
+    """The order with `items` and `historial` (lists of dicts), or None."""
+    return (await db.execute(_DETAIL, {"id": pedido_id})).first()
 
 
 async def change_status(db, pedido_id: int, estado: str, nota: str | None = None):
@@ -70,11 +76,11 @@ async def change_status(db, pedido_id: int, estado: str, nota: str | None = None
                                 {"id": pedido_id})).first()
     if current is None:
         return None
-    if current.estado == estado and nota is None:
-        return await get(db, pedido_id)
-    sets = "estado = :estado" + (", nota = :nota" if nota is not None else "")
-    return (await db.execute(text(f"UPDATE crm.pedidos SET {sets} WHERE id = :id RETURNING {COLUMNS}"),
-                             {"id": pedido_id, "estado": estado, "nota": nota})).first()
+    if current.estado != estado or nota is not None:
+        sets = "estado = :estado" + (", nota = :nota" if nota is not None else "")
+        await db.execute(text(f"UPDATE crm.pedidos SET {sets} WHERE id = :id"),
+                         {"id": pedido_id, "estado": estado, "nota": nota})
+    return await get(db, pedido_id)
 
 
 def not_found(pedido_id: int) -> Problem:
