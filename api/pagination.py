@@ -6,6 +6,7 @@ import base64
 from typing import Generic, TypeVar
 
 import msgspec
+from sqlalchemy import text
 
 from .errors import campo
 
@@ -34,8 +35,9 @@ def decode(cursor: str | None, kind: str = "v1") -> int | None:
             raise ValueError
         return int(value)
     except (ValueError, UnicodeDecodeError):
-        raise campo("cursor", "cursor inválido; use el valor de `siguiente` de la página anterior",
-                    400) from None
+        raise campo(
+            "cursor", "cursor inválido; use el valor de `siguiente` de la página anterior", 400
+        ) from None
 
 
 def limit(value: int | None) -> int:
@@ -44,6 +46,19 @@ def limit(value: int | None) -> int:
     if not 1 <= value <= MAX_LIMIT:
         raise campo("limite", f"debe estar entre 1 y {MAX_LIMIT}", 400)
     return value
+
+
+async def keyset_page(
+    db, select: str, where: list[str], params: dict, cursor: str | None, limite: int | None, out
+) -> Pagina:
+    """Newest-first page of `select` ("SELECT cols FROM table") under `where` (SQL
+    conditions, ANDed) and its `params`; `out` turns a row into its response Struct."""
+    lim = limit(limite)
+    if (last := decode(cursor)) is not None:
+        where, params = [*where, "id < :cursor"], {**params, "cursor": last}
+    sql = f"{select} WHERE {' AND '.join(where) or 'true'} ORDER BY id DESC LIMIT :limit"
+    rows = await db.execute(text(sql), {**params, "limit": lim + 1})
+    return page([out(r) for r in rows], lim)
 
 
 def page(rows: list[T], lim: int, id_of=lambda r: r.id) -> Pagina[T]:

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from api import installer, roles
-from api.config import ROOT, settings as base_settings
+from api.config import ROOT
+from api.config import settings as base_settings
 
 
 def _test_settings():
@@ -53,6 +54,20 @@ def admin_url(settings):
 def connect(settings, role: str, **kw) -> psycopg.Connection:
     """A psycopg connection logged in as `role` (owner, API, executive, a brand)."""
     return psycopg.connect(roles.role_url(role, settings), **kw)
+
+
+def admin(settings) -> psycopg.Connection:
+    """Superuser connection: sees every brand's rows, to check what was really written."""
+    return psycopg.connect(roles.admin_url(settings), autocommit=True)
+
+
+def counts(settings) -> dict[str, int]:
+    """Rows of every table in schema crm, read as the superuser (no row-level security)."""
+    with admin(settings) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY tablename")]
+        assert "clientes" in tables and "auditoria" in tables
+        return {t: conn.execute(f"SELECT count(*) FROM crm.{t}").fetchone()[0] for t in tables}
 
 
 @pytest.fixture(scope="session")

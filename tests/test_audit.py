@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import connect, make_brand
+from conftest import admin, connect, make_brand
 from sqlalchemy import text
 
 from api import roles
 from api.services import claves
-
-
-def admin(settings) -> psycopg.Connection:
-    return psycopg.connect(roles.admin_url(settings), autocommit=True)
 
 
 def tenant_tables(settings) -> list[str]:

@@ -15,12 +15,10 @@ import re
 import uuid
 
 import msgspec
-import psycopg
 import pytest
-from conftest import _test_settings, make_brand
+from conftest import _test_settings, counts, make_brand
 from msgspec import inspect as mi
 
-from api import roles
 from api.app import create_app
 
 PROBLEM = "application/problem+json"
@@ -150,13 +148,6 @@ def _wrong_value(struct, path, body):
     raise AssertionError(f"no encontré un valor de tipo incorrecto para {path}")
 
 
-def counts(settings) -> dict[str, int]:
-    """Rows of every table in schema crm, read as the superuser (no row-level security)."""
-    with psycopg.connect(roles.admin_url(settings), autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY tablename")]
-        assert "clientes" in tables and "auditoria" in tables
-        return {t: conn.execute(f"SELECT count(*) FROM crm.{t}").fetchone()[0] for t in tables}
 
 
 def assert_problem(r, status: int | tuple[int, ...], campo: str | None = None):

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from conftest import connect
 
 from api import roles
-
-from conftest import connect
 
 
 def _tables(settings) -> list[str]:

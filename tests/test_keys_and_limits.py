@@ -11,9 +11,8 @@ import re
 import time
 import uuid
 
-import psycopg
 import pytest
-from conftest import _test_settings, make_brand, make_key
+from conftest import _test_settings, admin, counts, make_brand, make_key
 from litestar.testing import TestClient
 from sqlalchemy import text
 
@@ -24,15 +23,8 @@ PROBLEM = "application/problem+json"
 SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
-def admin(settings) -> psycopg.Connection:
-    return psycopg.connect(roles.admin_url(settings), autocommit=True)
 
 
-def counts(settings) -> dict[str, int]:
-    with admin(settings) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY tablename")]
-        return {t: conn.execute(f"SELECT count(*) FROM crm.{t}").fetchone()[0] for t in tables}
 
 
 def table_digest(settings, table: str, marca_id: int) -> str:

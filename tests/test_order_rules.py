@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import connect, make_brand
+from conftest import admin, connect, counts, make_brand
 from sqlalchemy import text
 
 from api import roles
@@ -20,16 +20,8 @@ LEGAL_PATH = ["confirmado", "en_preparacion", "listo", "entregado"]
 
 
 # ---------------------------------------------------------------- helpers
-def admin(settings) -> psycopg.Connection:
-    """Superuser connection: sees every brand's rows, to check what was really written."""
-    return psycopg.connect(roles.admin_url(settings), autocommit=True)
 
 
-def counts(settings) -> dict[str, int]:
-    with admin(settings) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY tablename")]
-        return {t: conn.execute(f"SELECT count(*) FROM crm.{t}").fetchone()[0] for t in tables}
 
 
 def order_row(settings, pedido_id: int) -> dict:

@@ -97,8 +97,10 @@ async def listar(
         offset = pagination.decode(cursor, "o1") or 0
         rows = await svc.search(db, q, lim + 1, offset, segmento, ciudad)
         return pagination.ranked_page([_out(r) for r in rows], lim, offset)
-    rows = await svc.listing(db, lim + 1, pagination.decode(cursor), segmento, ciudad)
-    return pagination.page([_out(r) for r in rows], lim)
+    where, params = svc.filters(segmento, ciudad)
+    return await pagination.keyset_page(
+        db, f"SELECT {svc.COLUMNS} FROM crm.clientes", where, params, cursor, limite, _out
+    )
 
 
 @get("/api/clientes", summary="Buscar clientes: nombre, teléfono, email o RUT")

@@ -90,24 +90,20 @@ async def historial(
     cursor: FromQuery[str | None] = None,
     limite: FromQuery[int | None] = None,
 ) -> Pagina[InteraccionOut]:
-    lim = pagination.limit(limite)
+    pagination.limit(limite)  # a bad limit is a 400 before any query
     if (
         await db.execute(text("SELECT 1 FROM crm.clientes WHERE id = :id"), {"id": cliente_id})
     ).first() is None:
         raise Problem(404, f"No existe el cliente {cliente_id}")
-    params = {"c": cliente_id, "limit": lim + 1}
-    extra = ""
-    if (c := pagination.decode(cursor)) is not None:
-        extra = "AND id < :cursor"
-        params["cursor"] = c
-    rows = await db.execute(
-        text(
-            f"SELECT {COLUMNS} FROM crm.interacciones WHERE cliente_id = :c {extra} "
-            "ORDER BY id DESC LIMIT :limit"
-        ),
-        params,
+    return await pagination.keyset_page(
+        db,
+        f"SELECT {COLUMNS} FROM crm.interacciones",
+        ["cliente_id = :c"],
+        {"c": cliente_id},
+        cursor,
+        limite,
+        _out,
     )
-    return pagination.page([_out(r) for r in rows], lim)
 
 
 ROUTES = [registrar, historial]

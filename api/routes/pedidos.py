@@ -9,7 +9,6 @@ import msgspec
 from litestar import get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Meta
-from sqlalchemy import text
 
 from .. import pagination
 from ..errors import campo
@@ -77,8 +76,12 @@ def _out(row, cls=PedidoOut, **extra):
 
 
 def _detail(row) -> PedidoDetalle:
-    return _out(row, PedidoDetalle, items=msgspec.convert(row.items, list[ItemOut]),
-                historial=msgspec.convert(row.historial, list[EstadoOut]))
+    return _out(
+        row,
+        PedidoDetalle,
+        items=msgspec.convert(row.items, list[ItemOut]),
+        historial=msgspec.convert(row.historial, list[EstadoOut]),
+    )
 
 
 @get("/api/marcas/{marca:str}/pedidos", summary="Listar pedidos (filtros: estado, canal, fechas, cliente)")
@@ -94,10 +97,9 @@ async def listar(
     limite: FromQuery[int | None] = None,
 ) -> Pagina[PedidoOut]:
     """`desde` and `hasta` are calendar days in the brand's time zone, both included."""
-    lim = pagination.limit(limite)
     if desde and hasta and hasta < desde:
         raise campo("hasta", "debe ser igual o posterior a desde", 400)
-    where, params = ["true"], {"limit": lim + 1, "tz": ctx.marca.zona_horaria}
+    where, params = [], {"tz": ctx.marca.zona_horaria}
     for key, value in (("estado", estado), ("canal", canal), ("cliente_id", cliente_id)):
         if value is not None:
             where.append(f"{key} = :{key}")
@@ -108,16 +110,9 @@ async def listar(
     if hasta and hasta < date.max:  # the last calendar day has no end bound to add
         where.append("created_at < (CAST(:hasta AS timestamp) AT TIME ZONE :tz)")
         params["hasta"] = datetime.combine(hasta + timedelta(days=1), time())
-    if (c := pagination.decode(cursor)) is not None:
-        where.append("id < :cursor")
-        params["cursor"] = c
-    rows = await db.execute(
-        text(
-            f"SELECT {svc.COLUMNS} FROM crm.pedidos WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
-        ),
-        params,
+    return await pagination.keyset_page(
+        db, f"SELECT {svc.COLUMNS} FROM crm.pedidos", where, params, cursor, limite, _out
     )
-    return pagination.page([_out(r) for r in rows], lim)
 
 
 @post("/api/pedidos", summary="Crear pedido con sus ítems (precios del catálogo vigente)")

@@ -82,24 +82,11 @@ async def listar(
     cursor: FromQuery[str | None] = None,
     limite: FromQuery[int | None] = None,
 ) -> Pagina[ProductoOut]:
-    lim = pagination.limit(limite)
-    where, params = ["true"], {"limit": lim + 1}
-    if categoria:
-        where.append("categoria = :categoria")
-        params["categoria"] = categoria
-    if activo is not None:
-        where.append("activo = :activo")
-        params["activo"] = activo
-    if (c := pagination.decode(cursor)) is not None:
-        where.append("id < :cursor")
-        params["cursor"] = c
-    rows = await db.execute(
-        text(
-            f"SELECT {COLUMNS} FROM crm.productos WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
-        ),
-        params,
+    where, params = [], {"categoria": categoria, "activo": activo}
+    where = [f"{k} = :{k}" for k, v in params.items() if v is not None]
+    return await pagination.keyset_page(
+        db, f"SELECT {COLUMNS} FROM crm.productos", where, params, cursor, limite, _out
     )
-    return pagination.page([_out(r) for r in rows], lim)
 
 
 @post("/api/marcas/{marca:str}/productos", opt={"roles": CATALOGO}, summary="Crear producto")

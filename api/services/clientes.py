@@ -12,14 +12,27 @@ from sqlalchemy import text
 from ..errors import campo
 from . import normalizacion
 
-COLUMNS = ("id, marca_id, nombre, telefono, email, documento, fecha_nacimiento, ciudad, region, "
-           "canal_origen, segmento, opt_out_marketing, opt_out_recordatorios, opt_out_encuestas, "
-           "notas, created_at, updated_at")
-_EDITABLE = ("nombre", "telefono", "email", "documento", "fecha_nacimiento", "ciudad", "region",
-             "canal_origen", "segmento", "opt_out_marketing", "opt_out_recordatorios",
-             "opt_out_encuestas", "notas")
-_CLEANERS = {"telefono": normalizacion.telefono, "email": normalizacion.email,
-             "documento": normalizacion.rut}
+COLUMNS = (
+    "id, marca_id, nombre, telefono, email, documento, fecha_nacimiento, ciudad, region, "
+    "canal_origen, segmento, opt_out_marketing, opt_out_recordatorios, opt_out_encuestas, "
+    "notas, created_at, updated_at"
+)
+_EDITABLE = (
+    "nombre",
+    "telefono",
+    "email",
+    "documento",
+    "fecha_nacimiento",
+    "ciudad",
+    "region",
+    "canal_origen",
+    "segmento",
+    "opt_out_marketing",
+    "opt_out_recordatorios",
+    "opt_out_encuestas",
+    "notas",
+)
+_CLEANERS = {"telefono": normalizacion.telefono, "email": normalizacion.email, "documento": normalizacion.rut}
 
 
 def clean(values: dict) -> dict:
@@ -46,34 +59,52 @@ def clean(values: dict) -> dict:
 async def insert(db, values: dict):
     cols = ", ".join(values)
     params = ", ".join(f":{k}" for k in values)
-    return (await db.execute(text(f"INSERT INTO crm.clientes ({cols}) VALUES ({params}) "
-                                  f"RETURNING {COLUMNS}"), values)).one()
+    return (
+        await db.execute(
+            text(f"INSERT INTO crm.clientes ({cols}) VALUES ({params}) RETURNING {COLUMNS}"), values
+        )
+    ).one()
 
 
 async def get(db, cliente_id: int):
-    return (await db.execute(text(f"SELECT {COLUMNS} FROM crm.clientes "
-                                  "WHERE id = :id AND deleted_at IS NULL"), {"id": cliente_id})).first()
+    return (
+        await db.execute(
+            text(f"SELECT {COLUMNS} FROM crm.clientes WHERE id = :id AND deleted_at IS NULL"),
+            {"id": cliente_id},
+        )
+    ).first()
 
 
 async def update(db, cliente_id: int, changes: dict):
     if not changes:
         return await get(db, cliente_id)
     sets = ", ".join(f"{k} = :{k}" for k in changes)
-    return (await db.execute(text(f"UPDATE crm.clientes SET {sets} WHERE id = :id AND deleted_at IS NULL "
-                                  f"RETURNING {COLUMNS}"), {**changes, "id": cliente_id})).first()
+    return (
+        await db.execute(
+            text(f"UPDATE crm.clientes SET {sets} WHERE id = :id AND deleted_at IS NULL RETURNING {COLUMNS}"),
+            {**changes, "id": cliente_id},
+        )
+    ).first()
 
 
 async def forget(db, cliente_id: int) -> bool:
     """Right to be forgotten: personal data erased, orders and history kept anonymous."""
-    row = (await db.execute(text(
-        "UPDATE crm.clientes SET nombre = 'Cliente eliminado', telefono = NULL, email = NULL, "
-        "documento = NULL, fecha_nacimiento = NULL, notas = NULL, deleted_at = now(), "
-        "opt_out_marketing = true, opt_out_recordatorios = true, opt_out_encuestas = true "
-        "WHERE id = :id AND deleted_at IS NULL RETURNING id"), {"id": cliente_id})).first()
+    row = (
+        await db.execute(
+            text(
+                "UPDATE crm.clientes SET nombre = 'Cliente eliminado', telefono = NULL, email = NULL, "
+                "documento = NULL, fecha_nacimiento = NULL, notas = NULL, deleted_at = now(), "
+                "opt_out_marketing = true, opt_out_recordatorios = true, opt_out_encuestas = true "
+                "WHERE id = :id AND deleted_at IS NULL RETURNING id"
+            ),
+            {"id": cliente_id},
+        )
+    ).first()
     return row is not None
 
 
-def _filters(segmento: str | None, ciudad: str | None, cursor: int | None) -> tuple[str, dict]:
+def filters(segmento: str | None, ciudad: str | None) -> tuple[list[str], dict]:
+    """Conditions of a customer listing (forgotten customers never listed)."""
     where, params = ["deleted_at IS NULL"], {}
     if segmento:
         where.append("segmento = :segmento")
@@ -81,16 +112,7 @@ def _filters(segmento: str | None, ciudad: str | None, cursor: int | None) -> tu
     if ciudad:
         where.append("crm.normalizar(ciudad) = crm.normalizar(:ciudad)")
         params["ciudad"] = ciudad
-    if cursor is not None:
-        where.append("id < :cursor")
-        params["cursor"] = cursor
-    return " AND ".join(where), params
-
-
-async def listing(db, limit: int, cursor: int | None, segmento=None, ciudad=None):
-    where, params = _filters(segmento, ciudad, cursor)
-    return (await db.execute(text(f"SELECT {COLUMNS} FROM crm.clientes WHERE {where} "
-                                  "ORDER BY id DESC LIMIT :limit"), {**params, "limit": limit})).all()
+    return where, params
 
 
 def interpretations(q: str) -> dict:
@@ -117,7 +139,7 @@ async def search(db, q: str, limit: int, offset: int, segmento=None, ciudad=None
     """Exact matches on phone, email or RUT first; then names by accent- and typo-tolerant
     trigram word similarity (pg_trgm over crm.normalizar, which is indexed)."""
     found = interpretations(q)
-    where, params = _filters(segmento, ciudad, None)
+    where, params = filters(segmento, ciudad)
     exact = [f"{k} = :{k}" for k in ("telefono", "email", "documento") if k in found]
     params.update({k: v for k, v in found.items() if k != "nombre"})
     params.update({"q": found["nombre"], "limit": limit, "offset": offset})
@@ -128,6 +150,12 @@ async def search(db, q: str, limit: int, offset: int, segmento=None, ciudad=None
     if exact:
         match = f"({' OR '.join(exact)} OR {match})"
         rank = f"(CASE WHEN {' OR '.join(exact)} THEN 2 ELSE 0 END) + {rank}"
-    return (await db.execute(text(
-        f"SELECT {COLUMNS} FROM crm.clientes WHERE {where} AND {match} "
-        f"ORDER BY {rank} DESC, id DESC LIMIT :limit OFFSET :offset"), params)).all()
+    return (
+        await db.execute(
+            text(
+                f"SELECT {COLUMNS} FROM crm.clientes WHERE {' AND '.join(where)} AND {match} "
+                f"ORDER BY {rank} DESC, id DESC LIMIT :limit OFFSET :offset"
+            ),
+            params,
+        )
+    ).all()
