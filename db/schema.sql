@@ -444,24 +444,25 @@ LANGUAGE sql STABLE AS $$
    ORDER BY c.relname
 $$;
 
-DO $$
-DECLARE
-  t regclass;
+-- Isolation and audit of one tenant table: the single place that says what every tenant
+-- table gets. Migrations that add a tenant table call it too.
+CREATE FUNCTION crm.aislar(t regclass) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-  FOR t IN SELECT crm.tablas_tenant() LOOP
-    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY aislamiento_marca ON %s USING (marca_id = crm.marca_actual()) '
-                   'WITH CHECK (marca_id = crm.marca_actual())', t);
-    -- Executives read every brand (only through SELECT grants given below).
-    EXECUTE format('CREATE POLICY lectura_ejecutiva ON %s FOR SELECT TO crm_ejecutivo USING (true)', t);
-    IF t <> 'crm.auditoria'::regclass THEN
-      EXECUTE format('CREATE TRIGGER auditoria AFTER INSERT OR UPDATE OR DELETE ON %s '
-                     'FOR EACH ROW EXECUTE FUNCTION crm.auditar()', t);
-    END IF;
-  END LOOP;
+  EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+  EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+  EXECUTE format('CREATE POLICY aislamiento_marca ON %s USING (marca_id = crm.marca_actual()) '
+                 'WITH CHECK (marca_id = crm.marca_actual())', t);
+  -- Executives read every brand (only through the SELECT grants they are given).
+  EXECUTE format('CREATE POLICY lectura_ejecutiva ON %s FOR SELECT TO crm_ejecutivo USING (true)', t);
+  IF t <> 'crm.auditoria'::regclass THEN
+    EXECUTE format('CREATE TRIGGER auditoria AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION crm.auditar()', t);
+  END IF;
 END
 $$;
+
+SELECT crm.aislar(t) FROM crm.tablas_tenant() AS t;
 
 CREATE TRIGGER updated_at BEFORE UPDATE ON crm.clientes FOR EACH ROW EXECUTE FUNCTION crm.tocar_updated_at();
 CREATE TRIGGER updated_at BEFORE UPDATE ON crm.productos FOR EACH ROW EXECUTE FUNCTION crm.tocar_updated_at();
