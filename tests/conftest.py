@@ -133,6 +133,19 @@ def make_brand(settings, engine, prefix: str = "m") -> Brand:
         brand.ids["interaccion"] = ins(
             "INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido) "
             "VALUES (:c, 'whatsapp', 'entrante', 'mensaje', 'hola') RETURNING id", c=brand.ids["cliente"])
+        brand.ids["canal"] = ins("INSERT INTO crm.canales (proveedor, identificador) VALUES ('meta', :i) "
+                                 "RETURNING id", i=f"pnid-{slug}")
+        brand.ids["conversacion"] = ins("INSERT INTO crm.conversaciones (cliente_id) VALUES (:c) RETURNING id",
+                                        c=brand.ids["cliente"])
+        brand.ids["alerta"] = ins("INSERT INTO crm.alertas (cliente_id, interaccion_id, motivo) "
+                                  "VALUES (:c, :i, 'mensaje sin respuesta automática') RETURNING id",
+                                  c=brand.ids["cliente"], i=brand.ids["interaccion"])
+        brand.ids["plantilla"] = ins("INSERT INTO crm.plantillas (nombre, cuerpo, aprobada) "
+                                     "VALUES ('bienvenida', 'Hola {{1}}', true) RETURNING id")
+        brand.ids["saliente"] = ins(
+            "INSERT INTO crm.salientes (cliente_id, canal_id, telefono, respuesta) "
+            "VALUES (:c, :k, :t, '{\"tipo\": \"texto\", \"texto\": \"hola\"}') RETURNING id",
+            c=brand.ids["cliente"], k=brand.ids["canal"], t=f"+5698{n:07d}")
     return brand
 
 

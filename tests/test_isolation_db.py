@@ -57,11 +57,15 @@ def test_brand_role_cannot_write_into_or_over_brand_b(settings, brand_a, brand_b
             # Move A's rows to B: refused.
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 a.execute(f"UPDATE {table} SET marca_id = %s", (brand_b.id,))
-            # B's rows are invisible, so updates and deletes aimed at them touch nothing.
-            if table != "crm.auditoria" and table != "crm.pedido_estados":
-                assert a.execute(f"UPDATE {table} SET marca_id = marca_id WHERE marca_id = %s",
-                                 (brand_b.id,)).rowcount == 0, table
-                assert a.execute(f"DELETE FROM {table} WHERE marca_id = %s", (brand_b.id,)).rowcount == 0
+            # B's rows are invisible, so updates and deletes aimed at them touch nothing;
+            # where the role has no such grant at all, the attempt is refused outright.
+            for action, stmt in (("UPDATE", f"UPDATE {table} SET marca_id = marca_id WHERE marca_id = %s"),
+                                 ("DELETE", f"DELETE FROM {table} WHERE marca_id = %s")):
+                if a.execute("SELECT has_table_privilege(%s, %s)", (table, action)).fetchone()[0]:
+                    assert a.execute(stmt, (brand_b.id,)).rowcount == 0, (table, action)
+                else:
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        a.execute(stmt, (brand_b.id,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             a.execute("INSERT INTO crm.clientes (marca_id, nombre) VALUES (%s, 'x')", (brand_b.id,))
 
