@@ -33,6 +33,16 @@ class Settings:
     backup_dir: Path
     backup_keep: int
     log_level: str
+    # WhatsApp (group-wide secrets; each brand's number is a row of crm.canales)
+    whatsapp_app_secret: str  # Meta app secret: X-Hub-Signature-256
+    whatsapp_verify_token: str  # Meta webhook verification handshake
+    whatsapp_access_token: str  # Meta Graph API token for sending; empty = record, don't send
+    whatsapp_graph_url: str
+    twilio_account_sid: str  # empty = record, don't send
+    twilio_auth_token: str  # also validates Twilio's webhook signatures
+    twilio_api_url: str
+    public_base_url: str  # the URL Twilio calls (behind a proxy, the public one), for signatures
+    worker_interval: float  # seconds between outbox polls when idle
 
     @property
     def embedded(self) -> bool:
@@ -73,4 +83,13 @@ def settings() -> Settings:
         backup_dir=Path(os.environ.get("CRM_BACKUP_DIR") or data_dir / "backups").resolve(),
         backup_keep=_int("CRM_BACKUP_KEEP", 7),
         log_level=os.environ.get("CRM_LOG_LEVEL") or "info",
+        whatsapp_app_secret=os.environ.get("WHATSAPP_APP_SECRET", ""),
+        whatsapp_verify_token=os.environ.get("WHATSAPP_VERIFY_TOKEN", ""),
+        whatsapp_access_token=os.environ.get("WHATSAPP_ACCESS_TOKEN", ""),
+        whatsapp_graph_url=os.environ.get("WHATSAPP_GRAPH_URL") or "https://graph.facebook.com",
+        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", ""),
+        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", ""),
+        twilio_api_url=os.environ.get("TWILIO_API_URL") or "https://api.twilio.com",
+        public_base_url=(os.environ.get("CRM_PUBLIC_BASE_URL") or "").rstrip("/"),
+        worker_interval=float(os.environ.get("CRM_WORKER_INTERVAL") or 0.5),
     )
