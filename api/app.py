@@ -17,11 +17,11 @@ from .config import Settings
 from .config import settings as env_settings
 from .db import Conn, Database
 from .errors import HANDLERS, problem_response
-from .routes import clientes, interacciones, marcas, metricas, pedidos, productos
+from .routes import canales, clientes, interacciones, marcas, metricas, pedidos, productos
 from .structs import reject_nul
 from .tenancy import Contexto, Tenancy, provide_ctx, provide_db
 
-ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas]
+ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas, canales]
 
 
 @get("/api/health", summary="Estado de la API y de la base de datos", tags=["sistema"])

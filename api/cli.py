@@ -7,8 +7,12 @@
     crm brands list
     crm keys create (--brand SLUG --role ROLE | --group-admin) [--name N] [--rate-limit N]
     crm keys revoke PREFIX_OR_ID
+    crm channels add --brand SLUG --provider meta --phone-number-id ID [--number +56...]
+    crm channels add --brand SLUG --provider twilio --number +56...
+    crm channels list [--brand SLUG]
     crm backup create | restore FILE
     crm serve [--host H] [--port P] [--workers N]
+    crm worker                             (sends the WhatsApp outbox; SIGTERM stops it)
 
 Messages go to stderr; stdout carries only what a script captures (a key, a URL).
 """
@@ -123,6 +127,63 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def _bind(conn, marca_id: int) -> None:
+    conn.execute(text("SELECT set_config('app.marca_id', :m, true), set_config('app.actor', 'cli', true)"),
+                 {"m": str(marca_id)})
+
+
+def cmd_channels(args) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from .services import canales
+
+    with _engine().begin() as conn:
+        marcas = conn.execute(text("SELECT id, slug FROM crm.marcas WHERE CAST(:slug AS text) IS NULL "
+                                   "OR slug = :slug ORDER BY id"), {"slug": args.brand}).all()
+        if args.brand and not marcas:
+            _err(f"no existe la marca {args.brand}")
+            return 1
+        if args.action == "list":
+            for m in marcas:
+                _bind(conn, m.id)
+                for c in conn.execute(canales.LIST):
+                    print(f"{c.id}\t{m.slug}\t{c.proveedor}\t{c.identificador}\t{c.numero or ''}\t"
+                          f"{'activo' if c.activo else 'inactivo'}")
+            return 0
+        if args.provider == "meta" and not args.phone_number_id:
+            _err("con --provider meta indique --phone-number-id (el de WhatsApp Manager)")
+            return 2
+        if args.provider == "twilio" and not args.number:
+            _err("con --provider twilio indique --number (su número de WhatsApp en Twilio, E.164)")
+            return 2
+        if args.provider == "twilio" and args.phone_number_id:
+            _err("--phone-number-id es solo para --provider meta")
+            return 2
+        try:
+            values = canales.valores(args.provider, args.phone_number_id or args.number or "", args.number,
+                                     not args.inactive)
+        except canales.CanalInvalido as e:
+            _err(f"error: {e}")
+            return 2
+        _bind(conn, marcas[0].id)
+        try:
+            row = conn.execute(canales.INSERT, values).one()
+        except DBAPIError as e:  # e.g. the identifier is another channel's: one line, no CONTEXT
+            diag = getattr(e.orig, "diag", None)
+            _err(f"error: {getattr(diag, 'message_primary', None) or e.orig}")
+            return 1
+    _err(f"canal {row.id} de {args.brand} creado: {row.proveedor} {row.identificador}"
+         + (f" ({row.numero})" if row.numero and row.numero != row.identificador else ""))
+    print(row.id)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from . import worker
+
+    return worker.main(settings())
+
+
 def cmd_backup(args) -> int:
     from . import backup
 
@@ -186,6 +247,21 @@ def parser() -> argparse.ArgumentParser:
     kr = ks.add_parser("revoke")
     kr.add_argument("ref", metavar="PREFIX_OR_ID")
     keys.set_defaults(func=cmd_keys)
+
+    ch = sub.add_parser("channels", help="canales de WhatsApp de las marcas")
+    chs = ch.add_subparsers(dest="action", required=True)
+    ca = chs.add_parser("add", help="registra el número de WhatsApp de una marca")
+    ca.add_argument("--brand", metavar="SLUG", required=True)
+    ca.add_argument("--provider", choices=["meta", "twilio"], required=True)
+    ca.add_argument("--phone-number-id", metavar="ID", help="Meta: phone_number_id del número")
+    ca.add_argument("--number", metavar="E164", help="número de WhatsApp (+56...); obligatorio en Twilio")
+    ca.add_argument("--inactive", action="store_true", help="registrar sin activar")
+    cl = chs.add_parser("list")
+    cl.add_argument("--brand", metavar="SLUG")
+    ch.set_defaults(func=cmd_channels)
+
+    wk = sub.add_parser("worker", help="envía los mensajes de WhatsApp en cola (hasta SIGTERM)")
+    wk.set_defaults(func=cmd_worker)
 
     bk = sub.add_parser("backup", help="respaldos")
     bks = bk.add_subparsers(dest="action", required=True)

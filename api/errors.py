@@ -176,6 +176,7 @@ _FRIENDLY = {
     "interacciones_id_externo_unico": ("id_externo", "ya se registró una interacción con ese id_externo"),
     "marcas_slug_key": ("slug", "ya existe una marca con ese slug"),
     "clientes_documento_check": ("documento", "RUT inválido (revise el dígito verificador)"),
+    "canales_identificador_unico": ("identificador", "ya está registrado en un canal (de esta u otra marca)"),
 }
 
 

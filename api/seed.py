@@ -13,7 +13,9 @@ security; the owner has BYPASSRLS). Bulk-load practice, as pg_restore does it:
   indexes and primary keys stay on. If any row were wrong the transaction fails and
   leaves nothing behind, constraints included.
 
-Idempotent: when a demo brand already exists, nothing is loaded.
+Idempotent: when a demo brand already exists, nothing is loaded, except what a demo
+brand still lacks of the WhatsApp setup (demo data loaded before it existed): its
+channel (`DEMO_CANALES`) and its approved templates (`DEMO_PLANTILLAS`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ from .services import marcas
 
 GENERATOR = ROOT / "db" / "seeds" / "demo.py"
 MAX_SCALE = 50
+
+# One WhatsApp number per demo brand (made-up identifiers: without provider credentials
+# the worker records replies instead of sending them).
+DEMO_CANALES = {
+    "gollos": ("meta", "100000000000001", "+56 2 2938 0001"),
+    "goio": ("meta", "100000000000002", "+56 2 2938 0002"),
+    "eco-eterno": ("twilio", "+56 2 2938 0000", None),
+}
+# Approved templates: the only messages WhatsApp allows outside the 24-hour window.
+DEMO_PLANTILLAS = {
+    "bienvenida": "¡Hola {{1}}! Gracias por escribir a {{2}}. Responde este mensaje para ver nuestra carta.",
+    "recordatorio_pedido": "Hola {{1}}, tu pedido #{{2}} en {{3}} está {{4}}. Responde si necesitas ayuda.",
+}
 
 
 class SeedError(InstallError):
@@ -66,6 +81,36 @@ def _id_base(conn: psycopg.Connection, table: str) -> tuple[str, int]:
     return seq, max(top, last if called else 0)
 
 
+def ensure_whatsapp(conn, ids: dict[str, int]) -> str:
+    """Give each demo brand its channel and approved templates when it lacks them (as the
+    owner: marca_id explicit). Returns what was added, '' when nothing was."""
+    from .services import canales
+
+    n_canales = n_plantillas = 0
+    for slug, marca_id in ids.items():
+        if slug in DEMO_CANALES:
+            proveedor, identificador, numero = DEMO_CANALES[slug]
+            v = canales.valores(proveedor, identificador, numero)
+            # Checked first, not ON CONFLICT: the table's trigger refuses a taken identifier
+            # (in any brand) before ON CONFLICT could skip it.
+            n_canales += conn.execute(text("""
+                INSERT INTO crm.canales (marca_id, proveedor, identificador, numero, activo)
+                SELECT :m, :proveedor, :identificador, :numero, true
+                 WHERE NOT EXISTS (SELECT 1 FROM crm.canales WHERE marca_id = :m AND proveedor = :proveedor)
+                   AND NOT EXISTS (SELECT 1 FROM crm.canales
+                                    WHERE proveedor = :proveedor AND identificador = :identificador)"""),
+                {"m": marca_id, **v}).rowcount
+        for nombre, cuerpo in DEMO_PLANTILLAS.items():
+            n_plantillas += conn.execute(text("""
+                INSERT INTO crm.plantillas (marca_id, nombre, idioma, categoria, cuerpo, aprobada)
+                VALUES (:m, :nombre, 'es', 'utilidad', :cuerpo, true)
+                ON CONFLICT (marca_id, nombre, idioma) DO NOTHING"""),
+                {"m": marca_id, "nombre": nombre, "cuerpo": cuerpo}).rowcount
+    partes = [f"{n_canales} canales de WhatsApp"] if n_canales else []
+    partes += [f"{n_plantillas} plantillas"] if n_plantillas else []
+    return " y ".join(partes)
+
+
 def load_demo(s: Settings, scale: float = 1.0) -> str:
     """Create the demo brands and load their history; returns a summary (time, rows).
 
@@ -86,8 +131,11 @@ def load_demo(s: Settings, scale: float = 1.0) -> str:
             existing = conn.execute(text("SELECT slug FROM crm.marcas WHERE slug = ANY(:slugs) ORDER BY id"),
                                     {"slugs": slugs}).scalars().all()
             if existing:
+                ids = dict(conn.execute(text("SELECT slug, id FROM crm.marcas WHERE slug = ANY(:slugs)"),
+                                        {"slugs": slugs}).all())
+                added = ensure_whatsapp(conn, ids)
                 return ("datos de demostración: ya existen las marcas " + ", ".join(existing)
-                        + "; no se cargó nada")
+                        + ("; no se cargó nada" if not added else f"; solo se agregó {added}"))
             ids = {}
             for b in brands:
                 row = marcas.create(conn, s, b["slug"], b["nombre"], b["zona_horaria"], b["moneda"],
@@ -129,6 +177,7 @@ def load_demo(s: Settings, scale: float = 1.0) -> str:
                 # and leaves the sequence alone): move the identity past them
                 if counts[table]:
                     pg.execute("SELECT setval(%s, %s)", (sequences[table], bases[table] + counts[table]))
+            whatsapp = ensure_whatsapp(conn, ids)
         copied = time.perf_counter()
     finally:
         engine.dispose()
@@ -142,4 +191,5 @@ def load_demo(s: Settings, scale: float = 1.0) -> str:
     tables = ", ".join(f"{t} {n:,}".replace(",", ".") for t, n in counts.items())
     return (f"datos de demostración cargados (escala {scale:g}) en {done - started:.1f} s "
             f"(generación {generated - started:.1f} s, COPY {copied - generated:.1f} s, "
-            f"ANALYZE {done - copied:.1f} s)\n  marcas: {per_brand}\n  filas: {tables}")
+            f"ANALYZE {done - copied:.1f} s)\n  marcas: {per_brand}\n  filas: {tables}"
+            + (f"\n  whatsapp: {whatsapp}" if whatsapp else ""))

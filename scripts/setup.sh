@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh setup            install everything, create demo data and keys, start
 #   scripts/setup.sh start|stop|restart|status
-#   scripts/setup.sh logs [postgres|api]
+#   scripts/setup.sh logs [postgres|api|worker]
 #   scripts/setup.sh update           new dependencies and pending migrations, no data lost
 #   scripts/setup.sh reset [--yes]    delete all data: schema and demo data from scratch
 #   scripts/setup.sh backup           dump the database into CRM_BACKUP_DIR
@@ -23,7 +23,7 @@ VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 CRM="$VENV/bin/crm"
 STAMP="$VENV/.crm-install-stamp"
-START_TIMEOUT=30 # seconds for the API to answer /api/health
+START_TIMEOUT=30 # seconds for the API to answer /api/health (and the worker to start)
 STOP_TIMEOUT=15  # seconds between SIGTERM and SIGKILL
 
 info() { printf '%s\n' "$*" >&2; }
@@ -37,12 +37,12 @@ usage() {
 Uso: scripts/setup.sh COMANDO
 
   setup             instala dependencias, crea .env, la base de datos, datos y claves
-                    de demostración, e inicia PostgreSQL y la API
-  start             inicia PostgreSQL (embebido) y la API en segundo plano
-  stop              detiene la API y PostgreSQL (embebido)
+                    de demostración, e inicia PostgreSQL, la API y el worker de WhatsApp
+  start             inicia PostgreSQL (embebido), la API y el worker en segundo plano
+  stop              detiene el worker, la API y PostgreSQL (embebido)
   restart           stop + start
   status            estado de cada servicio (código 0 solo si todo corre)
-  logs [SERVICIO]   últimas líneas y seguimiento del log (postgres o api; sin nada: todos)
+  logs [SERVICIO]   últimas líneas y seguimiento del log (postgres, api o worker; sin nada: todos)
   update            instala dependencias nuevas y aplica migraciones (sin perder datos)
   reset [--yes]     BORRA todos los datos y recrea el esquema y los datos de demostración
   backup            crea un respaldo de la base de datos e imprime su ruta
@@ -96,8 +96,8 @@ require_venv() {
 
 # ------------------------------------------------------------------ configuration
 
-# Sets DATA_DIR, BACKUP_DIR, API_HOST, API_PORT, API_URL, EMBEDDED, PG_WHERE and the
-# paths below from api/config.py (environment first, then .env, then defaults).
+# Sets DATA_DIR, BACKUP_DIR, API_HOST, API_PORT, API_URL, PUBLIC_URL, EMBEDDED, PG_WHERE
+# and the paths below from api/config.py (environment first, then .env, then defaults).
 load_settings() {
   local out
   out=$("$PY" - <<'EOF'
@@ -118,6 +118,7 @@ values = {
     "API_HOST": host,
     "API_PORT": s.api_port,
     "API_URL": f"http://{url_host}:{s.api_port}",
+    "PUBLIC_URL": s.public_base_url,
     "EMBEDDED": 1 if s.embedded else 0,
     "PG_WHERE": f"{db.hostname}:{db.port or 5432}/{roles.database_name(s)}",
 }
@@ -130,11 +131,14 @@ EOF
   LOG_DIR="$DATA_DIR/logs"
   PID_FILE="$RUN_DIR/api.pid"
   API_LOG="$LOG_DIR/api.log"
+  WORKER_PID_FILE="$RUN_DIR/worker.pid"
+  WORKER_LOG="$LOG_DIR/worker.log"
   KEYS_FILE="$DATA_DIR/demo-keys.txt"
 }
 
-# .env from .env.example with fresh random secrets, only when .env is missing and the
-# secrets do not already come from the environment (CI, tests, containers).
+# .env from .env.example with fresh random secrets (every empty *SECRET*/*PASSWORD* and
+# WHATSAPP_VERIFY_TOKEN), only when .env is missing and the secrets do not already come
+# from the environment (CI, tests, containers).
 ensure_env_file() {
   if [[ -f .env ]]; then
     return 0
@@ -157,7 +161,7 @@ s = settings()
 cluster = s.embedded and (s.data_dir / "pg" / "PG_VERSION").exists()
 lines = []
 for line in (ROOT / ".env.example").read_text().splitlines():
-    m = re.fullmatch(r"([A-Z0-9_]*(?:SECRET|PASSWORD)[A-Z0-9_]*)=\s*", line)
+    m = re.fullmatch(r"([A-Z0-9_]*(?:SECRET|PASSWORD)[A-Z0-9_]*|WHATSAPP_VERIFY_TOKEN)=\s*", line)
     if m:
         value = secrets.token_urlsafe(32)
         if cluster and m.group(1) == "CRM_PG_SUPERUSER_PASSWORD":
@@ -321,6 +325,107 @@ stop_api() {
 
 api_running() { api_pid >/dev/null; }
 
+# ------------------------------------------------------------------ the WhatsApp worker
+
+pid_is_worker() {
+  local pid=$1 args=""
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -r /proc/$pid/cmdline ]]; then
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  else
+    args=$(ps -o args= -p "$pid" 2>/dev/null || true)
+  fi
+  [[ " $args " == *"crm worker "* ]]
+}
+
+# Prints the pid of the running worker started by this script; fails when there is none.
+worker_pid() {
+  local pid
+  [[ -f $WORKER_PID_FILE ]] || return 1
+  pid=$(<"$WORKER_PID_FILE")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  pid_is_worker "$pid" || return 1
+  printf '%s\n' "$pid"
+}
+
+worker_running() { worker_pid >/dev/null; }
+
+# wait_worker PID SINCE: until the worker logs that it started (after byte SINCE of its
+# log), it dies, or START_TIMEOUT passes.
+wait_worker() {
+  local pid=$1 since=$2 i
+  for ((i = 0; i < START_TIMEOUT * 4; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      show_worker_log_tail
+      rm -f "$WORKER_PID_FILE"
+      die "el worker terminó al iniciar (ver el log arriba)"
+    fi
+    if grep -q 'worker: iniciado' <(tail -c "+$((since + 1))" "$WORKER_LOG" 2>/dev/null); then
+      return 0
+    fi
+    sleep 0.25
+  done
+  show_worker_log_tail
+  stop_worker >/dev/null 2>&1 || true
+  die "el worker no inició en ${START_TIMEOUT} s; se detuvo"
+}
+
+show_worker_log_tail() {
+  if [[ -f $WORKER_LOG ]]; then
+    info "--- últimas líneas de $WORKER_LOG ---"
+    tail -n 30 "$WORKER_LOG" >&2
+    info "---"
+  fi
+}
+
+start_worker() {
+  local pid since
+  if pid=$(worker_pid); then
+    info "worker: ya estaba corriendo (pid $pid)"
+    return 0
+  fi
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  if [[ -f $WORKER_LOG && $(wc -c <"$WORKER_LOG") -gt 20000000 ]]; then
+    mv -f "$WORKER_LOG" "$WORKER_LOG.1"
+  fi
+  printf '=== %s: inicio del worker de WhatsApp ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >>"$WORKER_LOG"
+  since=$(wc -c <"$WORKER_LOG")
+  if command -v setsid >/dev/null 2>&1; then
+    setsid "$CRM" worker </dev/null >>"$WORKER_LOG" 2>&1 &
+  else
+    nohup "$CRM" worker </dev/null >>"$WORKER_LOG" 2>&1 &
+  fi
+  pid=$!
+  printf '%s\n' "$pid" >"$WORKER_PID_FILE"
+  wait_worker "$pid" "$since"
+  info "worker: corriendo (pid $pid; log $WORKER_LOG)"
+  if grep -q 'NO llegan a los clientes' <(tail -c "+$((since + 1))" "$WORKER_LOG"); then
+    info "worker: sin credenciales de WhatsApp para algún proveedor: sus respuestas se graban, no se envían"
+  fi
+}
+
+# On SIGTERM the worker finishes the batch it is sending, then exits.
+stop_worker() {
+  local pid i
+  if ! pid=$(worker_pid); then
+    rm -f "${WORKER_PID_FILE:?}"
+    info "worker: no estaba corriendo"
+    return 0
+  fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    info "worker: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$WORKER_PID_FILE"
+  info "worker: detenido"
+}
+
 postgres_running() {
   if [[ $EMBEDDED == 1 ]]; then
     "$CRM" pg status >/dev/null 2>&1
@@ -404,9 +509,15 @@ print_keys() {
 }
 
 print_urls() {
+  local base=${PUBLIC_URL:-$API_URL}
   printf 'API:           %s\n' "$API_URL"
   printf 'Documentación: %s/docs\n' "$API_URL"
   printf 'Salud:         %s/api/health\n' "$API_URL"
+  printf 'Webhook Meta:   %s/api/webhooks/whatsapp   (token de verificación: WHATSAPP_VERIFY_TOKEN en .env)\n' "$base"
+  printf 'Webhook Twilio: %s/api/webhooks/twilio\n' "$base"
+  if [[ -z $PUBLIC_URL ]]; then
+    printf '                (Meta y Twilio necesitan una URL pública: defina CRM_PUBLIC_BASE_URL)\n'
+  fi
 }
 
 drop_database() {
@@ -440,6 +551,7 @@ cmd_setup() {
   ensure_demo_keys
   start_postgres
   start_api
+  start_worker
   printf '\nCRM listo.\n'
   print_urls
   print_keys
@@ -451,12 +563,14 @@ cmd_start() {
   check_api_port
   start_postgres
   start_api
+  start_worker
   print_urls
 }
 
 cmd_stop() {
   require_venv
   load_settings
+  stop_worker
   stop_api
   stop_postgres
 }
@@ -483,6 +597,12 @@ cmd_status() {
     printf 'api:      detenida    %s\n' "$API_URL"
     rc=3
   fi
+  if pid=$(worker_pid); then
+    printf 'worker:   corriendo   (pid %s; log %s)\n' "$pid" "$WORKER_LOG"
+  else
+    printf 'worker:   detenido    (envío de WhatsApp; scripts/setup.sh start)\n'
+    rc=3
+  fi
   return "$rc"
 }
 
@@ -491,9 +611,9 @@ cmd_logs() {
   load_settings
   local services=() files=() svc
   case ${1:-} in
-    "") services=(postgres api) ;;
-    postgres | api) services=("$1") ;;
-    *) die "servicio desconocido: $1 (use postgres o api)" ;;
+    "") services=(postgres api worker) ;;
+    postgres | api | worker) services=("$1") ;;
+    *) die "servicio desconocido: $1 (use postgres, api o worker)" ;;
   esac
   for svc in "${services[@]}"; do
     if [[ -f $LOG_DIR/$svc.log ]]; then
@@ -509,12 +629,17 @@ cmd_logs() {
 cmd_update() {
   ensure_venv force
   load_settings
-  local was_running=0
+  local was_running=0 worker_was_running=0
   api_running && was_running=1
+  worker_running && worker_was_running=1
   "$CRM" db upgrade || die "crm db upgrade falló; los datos no se modificaron"
   if ((was_running)); then
     stop_api
     start_api
+  fi
+  if ((worker_was_running)); then
+    stop_worker
+    start_worker
   fi
   info "actualización lista"
 }
@@ -532,8 +657,10 @@ cmd_reset() {
   esac
   require_venv
   load_settings
-  local was_running=0
+  local was_running=0 worker_was_running=0
   api_running && was_running=1
+  worker_running && worker_was_running=1
+  stop_worker
   stop_api
   drop_database
   "$CRM" db init || die "crm db init falló"
@@ -542,6 +669,9 @@ cmd_reset() {
   create_demo_keys
   if ((was_running)); then
     start_api
+  fi
+  if ((worker_was_running)); then
+    start_worker
   fi
   info "datos reiniciados (los respaldos en $BACKUP_DIR se conservan)"
   print_keys
@@ -575,8 +705,10 @@ try:
 except backup.BackupError as e:
     sys.exit(f"error: {e}")
 EOF
-  local was_running=0 ok=1
+  local was_running=0 worker_was_running=0 ok=1
   api_running && was_running=1
+  worker_running && worker_was_running=1
+  stop_worker
   stop_api
   "$CRM" backup restore "$file" || ok=0
   if ((ok)) && [[ -f $KEYS_FILE ]] && ! demo_keys_valid; then
@@ -585,6 +717,9 @@ EOF
   fi
   if ((was_running)); then
     start_api
+  fi
+  if ((worker_was_running)); then
+    start_worker
   fi
   ((ok)) || die "la restauración falló (ver el mensaje anterior)"
   info "restauración lista"

@@ -104,6 +104,7 @@ def _valid_body(struct, brand) -> dict:
         "PedidoCambio": lambda: {"estado": "pendiente"},
         "InteraccionIn": lambda: {"cliente_id": brand.ids["cliente"], "canal": "web",
                                   "direccion": "entrante", "tipo": "nota"},
+        "CanalIn": lambda: {"proveedor": "meta", "identificador": str(uuid.uuid4().int)[:15]},
     }
     assert struct.__name__ in bodies, f"falta un cuerpo válido de ejemplo para {struct.__name__}"
     body = bodies[struct.__name__]()

@@ -22,6 +22,8 @@ ROLES_TRIED = ("admin", "staff", "lector", "integracion")
 
 def _bodies(b) -> dict:
     """A plausible body per request type, aimed at brand B's rows."""
+    from api.routes import canales
+
     return {
         clientes.ClienteIn: {"nombre": "Intruso", "telefono": "+56911112222"},
         clientes.ClienteCambios: {"nombre": "Cambiado por A"},
@@ -33,6 +35,7 @@ def _bodies(b) -> dict:
         interacciones.InteraccionIn: {"cliente_id": b.ids["cliente"], "canal": "web",
                                       "direccion": "entrante", "tipo": "nota", "contenido": "x"},
         marcas.MarcaIn: {"slug": "intrusa", "nombre": "Intrusa"},
+        canales.CanalIn: {"proveedor": "meta", "identificador": "999000111222333"},
     }
 
 
