@@ -22,6 +22,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && rm /tmp/requirements.txt
 
 COPY api/ api/
+COPY whatsapp/ whatsapp/
 RUN pip install --no-deps .
 COPY db/ db/
 COPY scripts/ scripts/

@@ -17,11 +17,12 @@ from .config import Settings
 from .config import settings as env_settings
 from .db import Conn, Database
 from .errors import HANDLERS, problem_response
-from .routes import canales, clientes, interacciones, marcas, metricas, pedidos, productos
+from .routes import canales, clientes, interacciones, marcas, metricas, pedidos, productos, webhooks
+from .services.whatsapp_flujo import Catalogos
 from .structs import reject_nul
 from .tenancy import Contexto, Tenancy, provide_ctx, provide_db
 
-ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas, canales]
+ROUTE_MODULES = [marcas, clientes, productos, pedidos, interacciones, metricas, canales, webhooks]
 
 
 @get("/api/health", summary="Estado de la API y de la base de datos", tags=["sistema"])
@@ -67,4 +68,5 @@ def create_app(s: Settings | None = None) -> Litestar:
     )
     app.state.settings = s
     app.state.tenancy = Tenancy(database, s.rate_limit_per_minute)
+    app.state.catalogos = Catalogos()  # each brand's order parser, for the WhatsApp webhook
     return app

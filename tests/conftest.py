@@ -29,8 +29,12 @@ def _test_settings():
     else:
         s = dataclasses.replace(s, database_url=None, db_name=db, data_dir=ROOT / ".data" / "test",
                                 pg_port=int(os.environ.get("CRM_TEST_PG_PORT", "5434")))
+    # Webhook secrets of the tests; no provider credentials, so nothing could ever be sent.
     return dataclasses.replace(s, secret_key="test-secret", pg_superuser_password="test-superuser",
-                               rate_limit_per_minute=100_000)
+                               rate_limit_per_minute=100_000, whatsapp_app_secret="test-app-secret",
+                               whatsapp_verify_token="test-verify-token", whatsapp_access_token="",
+                               twilio_account_sid="", twilio_auth_token="test-twilio-token",
+                               public_base_url="")
 
 
 @pytest.fixture(scope="session")

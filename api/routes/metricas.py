@@ -45,6 +45,14 @@ class CategoriaTop(msgspec.Struct):
     ingresos: int
 
 
+class WhatsAppMetricas(msgspec.Struct):
+    mensajes_entrantes_por_dia: list[PuntoDia]
+    mensajes_salientes_por_dia: list[PuntoDia]
+    mediana_primera_respuesta_segundos: float | None  # inbound message → next reply; null if none
+    pedidos: int  # orders created from WhatsApp in the range (any status)
+    conversion: float | None  # share of customers who wrote and ordered via WhatsApp (0–1)
+
+
 class Dashboard(msgspec.Struct):
     desde: date
     hasta: date
@@ -61,6 +69,7 @@ class Dashboard(msgspec.Struct):
     top_categorias: list[CategoriaTop]
     satisfaccion_promedio: float | None  # 1–5, 2 decimals; null without answered surveys
     encuestas: int  # answered surveys (interactions with a score)
+    whatsapp: WhatsAppMetricas
 
 
 class FilaReporte(msgspec.Struct):
@@ -104,6 +113,7 @@ async def dashboard(
     tz = ctx.marca.zona_horaria
     resumen = await svc.resumen_pedidos(db, desde, hasta, tz)
     sat = await svc.satisfaccion(db, desde, hasta, tz)
+    wa = await svc.whatsapp(db, desde, hasta, tz)
     return Dashboard(
         desde=desde,
         hasta=hasta,
@@ -124,6 +134,13 @@ async def dashboard(
         top_categorias=[CategoriaTop(**c) for c in await svc.top_categorias(db, desde, hasta, tz)],
         satisfaccion_promedio=sat["promedio"],
         encuestas=sat["encuestas"],
+        whatsapp=WhatsAppMetricas(
+            mensajes_entrantes_por_dia=[PuntoDia(f, v) for f, v in wa["entrantes"]],
+            mensajes_salientes_por_dia=[PuntoDia(f, v) for f, v in wa["salientes"]],
+            mediana_primera_respuesta_segundos=wa["mediana_primera_respuesta_segundos"],
+            pedidos=wa["pedidos"],
+            conversion=wa["conversion"],
+        ),
     )
 
 

@@ -216,6 +216,52 @@ async def satisfaccion(db, desde: date, hasta: date, tz: str) -> dict:
     return {"promedio": _float(row.promedio), "encuestas": row.encuestas}
 
 
+async def whatsapp(db, desde: date, hasta: date, tz: str) -> dict:
+    """The WhatsApp channel in the range:
+    - mensajes entrantes / salientes per local day (interactions on channel whatsapp);
+    - mediana de primera respuesta: for each inbound message, seconds until the next
+      outbound message to that customer; the median over answered messages (None if none);
+    - pedidos from WhatsApp (orders with canal whatsapp created in the range, any status);
+    - conversion: of the customers who wrote in the range, the share who placed a WhatsApp
+      order in the range (0–1, 4 decimals; None when nobody wrote)."""
+    por_dia = (
+        f"SELECT {DIA_LOCAL} AS fecha, count(*) AS valor FROM crm.interacciones "
+        f"WHERE {EN_RANGO} AND canal = 'whatsapp' AND direccion = :direccion GROUP BY 1"
+    )
+    series = {}
+    for direccion in ("entrante", "saliente"):
+        rows = await db.execute(text(_serie_diaria(por_dia)), _p(desde, hasta, tz, direccion=direccion))
+        series[direccion] = [(r.fecha, r.valor) for r in rows]
+    row = (
+        await db.execute(
+            text(
+                "WITH entrantes AS (SELECT marca_id, cliente_id, created_at FROM crm.interacciones "
+                f"  WHERE {EN_RANGO} AND canal = 'whatsapp' AND direccion = 'entrante'), "
+                "respuestas AS (SELECT extract(epoch FROM r.created_at - e.created_at) AS segundos "
+                "  FROM entrantes e CROSS JOIN LATERAL (SELECT o.created_at FROM crm.interacciones o "
+                "    WHERE o.marca_id = e.marca_id AND o.cliente_id = e.cliente_id AND o.canal = 'whatsapp' "
+                "      AND o.direccion = 'saliente' AND o.created_at >= e.created_at "
+                "    ORDER BY o.created_at LIMIT 1) r), "
+                "compradores AS (SELECT DISTINCT cliente_id FROM crm.pedidos "
+                f"  WHERE {EN_RANGO} AND canal = 'whatsapp') "
+                "SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY segundos) FROM respuestas) AS mediana, "
+                f"  (SELECT count(*) FROM crm.pedidos WHERE {EN_RANGO} AND canal = 'whatsapp') AS pedidos, "
+                "  (SELECT count(DISTINCT cliente_id) FROM entrantes) AS conversaciones, "
+                "  (SELECT count(*) FROM (SELECT DISTINCT cliente_id FROM entrantes) c "
+                "     JOIN compradores USING (cliente_id)) AS convertidos"
+            ),
+            _p(desde, hasta, tz),
+        )
+    ).one()
+    return {
+        "entrantes": series["entrante"],
+        "salientes": series["saliente"],
+        "mediana_primera_respuesta_segundos": None if row.mediana is None else round(float(row.mediana), 1),
+        "pedidos": row.pedidos,
+        "conversion": round(row.convertidos / row.conversaciones, 4) if row.conversaciones else None,
+    }
+
+
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 

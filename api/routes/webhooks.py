@@ -1,0 +1,111 @@
+"""WhatsApp webhooks: Meta Cloud API (`/api/webhooks/whatsapp`) and Twilio
+(`/api/webhooks/twilio`).
+
+No API key here: the provider's signature is the authentication (Meta: HMAC-SHA256 of
+the raw body with the app secret; Twilio: RequestValidator over the URL and every field),
+checked before anything is read or written; unsigned or forged → 401/403, nothing written.
+The brand comes from the channel the message was sent to (crm.canal_de); an unknown
+number is acknowledged and logged, not processed. Each inbound message and each status is
+handled in its own transaction bound to that brand; a redelivery is a no-op that still
+answers 200. If one fails, the answer is 500 so the provider retries the delivery: what
+was done already is deduplicated on the retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from litestar import MediaType, Request, Response, get, post
+from sqlalchemy import text
+
+from whatsapp import meta, twilio_canal
+from whatsapp.eventos import Estado, Evento, Mensaje
+
+from ..errors import problem_response
+from ..services import salientes, whatsapp_flujo
+from ..services.whatsapp_flujo import Canal
+
+log = logging.getLogger("crm.whatsapp")
+
+_CANAL = text("""
+    SELECT c.marca_id, c.canal_id, m.nombre, m.zona_horaria, m.settings
+      FROM crm.canal_de(:proveedor, :identificador) c JOIN crm.marcas m ON m.id = c.marca_id""")
+
+
+async def procesar_eventos(request: Request, proveedor: str, eventos: list[Evento]) -> Counter:
+    database = request.app.state.tenancy.database
+    resultado: Counter = Counter()
+    canales: dict[str, Canal | None] = {}
+    for evento in eventos:
+        if evento.destino not in canales:
+            async with database.connection() as conn:
+                row = (await conn.execute(_CANAL, {"proveedor": proveedor, "identificador": evento.destino})).first()
+            canales[evento.destino] = Canal(row.marca_id, row.canal_id, row.nombre, row.zona_horaria,
+                                            row.settings) if row else None
+        canal = canales[evento.destino]
+        if canal is None:
+            log.warning("%s: número %s sin canal registrado; evento %s ignorado",
+                        proveedor, evento.destino, evento.id_externo)
+            resultado["ignorados"] += 1
+            continue
+        async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}") as db:
+            if isinstance(evento, Mensaje):
+                resultado[await whatsapp_flujo.procesar(db, canal, evento, request.app.state.catalogos)] += 1
+            elif isinstance(evento, Estado):
+                resultado["estados"] += 1 if await salientes.aplicar_estado(db, evento) else 0
+    return resultado
+
+
+@get("/api/webhooks/whatsapp", media_type=MediaType.TEXT, summary="Meta: verificación del webhook",
+     tags=["webhooks"])
+async def meta_verificacion(request: Request) -> Response:
+    challenge = meta.verificar_suscripcion(request.query_params, request.app.state.settings.whatsapp_verify_token)
+    if challenge is None:
+        return Response("verificación rechazada", status_code=403, media_type=MediaType.TEXT)
+    return Response(challenge, media_type=MediaType.TEXT)
+
+
+@post("/api/webhooks/whatsapp", summary="Meta: mensajes y estados de entrega", tags=["webhooks"])
+async def meta_webhook(request: Request) -> Response:
+    cuerpo = await request.body()
+    secreto = request.app.state.settings.whatsapp_app_secret
+    if not meta.verificar_firma(secreto, cuerpo, request.headers.get("x-hub-signature-256")):
+        log.warning("meta: firma ausente o inválida desde %s", request.client.host if request.client else "?")
+        return problem_response(401, "Firma X-Hub-Signature-256 ausente o inválida", instance=request.url.path)
+    try:
+        eventos = meta.interpretar(cuerpo)
+    except ValueError as e:
+        return problem_response(400, f"Entrega de webhook inválida: {e}", instance=request.url.path)
+    return Response(dict(await procesar_eventos(request, "meta", eventos)), status_code=200)
+
+
+def _url_publica(request: Request) -> str:
+    """The URL Twilio signed: the configured public base (behind a proxy) or the request's."""
+    base = request.app.state.settings.public_base_url
+    if not base:
+        return str(request.url)
+    query = request.url.query
+    return f"{base}{request.url.path}" + (f"?{query}" if query else "")
+
+
+@post("/api/webhooks/twilio", summary="Twilio: mensajes y estados de entrega", tags=["webhooks"])
+async def twilio_webhook(request: Request) -> Response:
+    formulario = await request.form()
+    params = {k: v for k, v in formulario.items() if isinstance(v, str)}
+    token = request.app.state.settings.twilio_auth_token
+    if not twilio_canal.verificar_firma(token, _url_publica(request), params,
+                                        request.headers.get("x-twilio-signature")):
+        log.warning("twilio: firma ausente o inválida desde %s", request.client.host if request.client else "?")
+        return problem_response(403, "Firma X-Twilio-Signature ausente o inválida", instance=request.url.path)
+    try:
+        eventos = twilio_canal.interpretar(params)
+    except ValueError as e:
+        return problem_response(400, f"Solicitud de Twilio inválida: {e}", instance=request.url.path)
+    await procesar_eventos(request, "twilio", eventos)
+    # Replies go through the outbox, never in the webhook's answer: an empty TwiML response.
+    return Response('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', status_code=200,
+                    media_type="application/xml")
+
+
+ROUTES = [meta_verificacion, meta_webhook, twilio_webhook]
