@@ -69,4 +69,5 @@ def create_app(s: Settings | None = None) -> Litestar:
     app.state.settings = s
     app.state.tenancy = Tenancy(database, s.rate_limit_per_minute)
     app.state.catalogos = Catalogos()  # each brand's order parser, for the WhatsApp webhook
+    app.state.canales = webhooks.Canales()  # provider number → brand, for the webhooks
     return app

@@ -137,18 +137,16 @@ EOF
 }
 
 # .env from .env.example with fresh random secrets (every empty *SECRET*/*PASSWORD* and
-# WHATSAPP_VERIFY_TOKEN), only when .env is missing and the secrets do not already come
-# from the environment (CI, tests, containers).
+# WHATSAPP_VERIFY_TOKEN), only when the secrets do not already come from the environment
+# (CI, tests, containers). An existing .env keeps its values and gains the variables a
+# newer .env.example added (new secrets generated the same way), so updates need no edit.
 ensure_env_file() {
-  if [[ -f .env ]]; then
-    return 0
-  fi
   if [[ -n ${CRM_SECRET_KEY:-} ]]; then
-    info "CRM_SECRET_KEY viene del entorno: no se crea .env"
+    [[ -f .env ]] || info "CRM_SECRET_KEY viene del entorno: no se crea .env"
     return 0
   fi
   [[ -f .env.example ]] || die "falta .env.example"
-  "$PY" - <<'EOF' || die "no se pudo crear .env"
+  "$PY" - <<'EOF' || die "no se pudo crear o completar .env"
 import os
 import re
 import secrets
@@ -157,10 +155,17 @@ import sys
 from api.config import ROOT, settings
 
 s = settings()
+env = ROOT / ".env"
+existing = set()
+if env.exists():
+    existing = {m.group(1) for m in re.finditer(r"^([A-Z0-9_]+)=", env.read_text(), re.M)}
 # A cluster created before .env existed keeps the superuser password it was created with.
 cluster = s.embedded and (s.data_dir / "pg" / "PG_VERSION").exists()
-lines = []
+lines, added = [], []
 for line in (ROOT / ".env.example").read_text().splitlines():
+    var = re.match(r"([A-Z0-9_]+)=", line)
+    if env.exists() and (not var or var.group(1) in existing):
+        continue
     m = re.fullmatch(r"([A-Z0-9_]*(?:SECRET|PASSWORD)[A-Z0-9_]*|WHATSAPP_VERIFY_TOKEN)=\s*", line)
     if m:
         value = secrets.token_urlsafe(32)
@@ -170,13 +175,21 @@ for line in (ROOT / ".env.example").read_text().splitlines():
                   "superusuario en .env", file=sys.stderr)
         line = f"{m.group(1)}={value}"
     lines.append(line)
+    if var:
+        added.append(var.group(1))
+if env.exists():
+    if added:
+        with open(env, "a") as f:
+            f.write("\n# Añadidas por setup.sh desde .env.example\n" + "\n".join(lines) + "\n")
+        print("variables nuevas en .env: " + ", ".join(added), file=sys.stderr)
+    sys.exit(0)
 tmp = ROOT / ".env.tmp"
 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 with os.fdopen(fd, "w") as f:
     f.write("\n".join(lines) + "\n")
-os.replace(tmp, ROOT / ".env")
+os.replace(tmp, env)
+print(".env creado con secretos aleatorios (no lo comparta ni lo suba a git)", file=sys.stderr)
 EOF
-  info ".env creado con secretos aleatorios (no lo comparta ni lo suba a git)"
 }
 
 # ------------------------------------------------------------------ services
@@ -628,6 +641,7 @@ cmd_logs() {
 
 cmd_update() {
   ensure_venv force
+  ensure_env_file
   load_settings
   local was_running=0 worker_was_running=0
   api_running && was_running=1

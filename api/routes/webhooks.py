@@ -14,6 +14,7 @@ was done already is deduplicated on the retry.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 from litestar import MediaType, Request, Response, get, post
@@ -33,17 +34,35 @@ _CANAL = text("""
       FROM crm.canal_de(:proveedor, :identificador) c JOIN crm.marcas m ON m.id = c.marca_id""")
 
 
+class Canales:
+    """Channel lookups by provider identifier, cached briefly (channels rarely change).
+    An unknown number is not cached, so a channel works as soon as it is registered."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, Canal]] = {}
+
+    async def de(self, database, proveedor: str, identificador: str) -> Canal | None:
+        clave = (proveedor, identificador)
+        hit = self._cache.get(clave)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        async with database.connection() as conn:
+            row = (await conn.execute(_CANAL, {"proveedor": proveedor, "identificador": identificador})).first()
+        canal = Canal(row.marca_id, row.canal_id, row.nombre, row.zona_horaria, row.settings) if row else None
+        if canal is not None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[clave] = (time.monotonic() + self.ttl, canal)
+        return canal
+
+
 async def procesar_eventos(request: Request, proveedor: str, eventos: list[Evento]) -> Counter:
-    database = request.app.state.tenancy.database
+    state = request.app.state
+    database = state.tenancy.database
     resultado: Counter = Counter()
-    canales: dict[str, Canal | None] = {}
     for evento in eventos:
-        if evento.destino not in canales:
-            async with database.connection() as conn:
-                row = (await conn.execute(_CANAL, {"proveedor": proveedor, "identificador": evento.destino})).first()
-            canales[evento.destino] = Canal(row.marca_id, row.canal_id, row.nombre, row.zona_horaria,
-                                            row.settings) if row else None
-        canal = canales[evento.destino]
+        canal = await state.canales.de(database, proveedor, evento.destino)
         if canal is None:
             log.warning("%s: número %s sin canal registrado; evento %s ignorado",
                         proveedor, evento.destino, evento.id_externo)
@@ -51,7 +70,7 @@ async def procesar_eventos(request: Request, proveedor: str, eventos: list[Event
             continue
         async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}") as db:
             if isinstance(evento, Mensaje):
-                resultado[await whatsapp_flujo.procesar(db, canal, evento, request.app.state.catalogos)] += 1
+                resultado[await whatsapp_flujo.procesar(db, canal, evento, state.catalogos)] += 1
             elif isinstance(evento, Estado):
                 resultado["estados"] += 1 if await salientes.aplicar_estado(db, evento) else 0
     return resultado
