@@ -28,6 +28,8 @@ from .config import Settings
 
 _DIALECT = _pg.dialect()
 _BIND = sql.SQL("BEGIN; SELECT set_config('app.marca_id', {}, true), set_config('app.actor', {}, true)")
+_BIND_LOCK = sql.SQL("BEGIN; SELECT set_config('app.marca_id', {}, true), set_config('app.actor', {}, true), "
+                     "pg_advisory_xact_lock(hashtextextended({}, 0))")
 
 
 @lru_cache(maxsize=4096)
@@ -133,12 +135,15 @@ class Database:
             yield Conn(raw)
 
     @asynccontextmanager
-    async def transaction(self, marca_id: int | None, actor: str) -> AsyncIterator[Conn]:
+    async def transaction(self, marca_id: int | None, actor: str, bloqueo: str | None = None
+                          ) -> AsyncIterator[Conn]:
         """One transaction bound to one brand: committed when the block ends normally,
-        rolled back on any error, so nothing is ever half-written."""
+        rolled back on any error, so nothing is ever half-written. `bloqueo` names an
+        advisory lock held until the end (taken in the same round trip as BEGIN)."""
         async with self.pool.connection() as raw:
-            await raw.execute(_BIND.format(sql.Literal("" if marca_id is None else str(marca_id)),
-                                           sql.Literal(actor)))
+            marca = sql.Literal("" if marca_id is None else str(marca_id))
+            await raw.execute(_BIND.format(marca, sql.Literal(actor)) if bloqueo is None
+                              else _BIND_LOCK.format(marca, sql.Literal(actor), sql.Literal(bloqueo)))
             try:
                 yield Conn(raw)
             except BaseException:

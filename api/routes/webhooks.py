@@ -68,7 +68,8 @@ async def procesar_eventos(request: Request, proveedor: str, eventos: list[Event
                         proveedor, evento.destino, evento.id_externo)
             resultado["ignorados"] += 1
             continue
-        async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}") as db:
+        bloqueo = whatsapp_flujo.bloqueo(canal, evento) if isinstance(evento, Mensaje) else None
+        async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}", bloqueo) as db:
             if isinstance(evento, Mensaje):
                 resultado[await whatsapp_flujo.procesar(db, canal, evento, state.catalogos)] += 1
             elif isinstance(evento, Estado):

@@ -90,16 +90,21 @@ async def encolar(
     telefono: str,
     respuesta: Respuesta,
     en_respuesta_a: int | None = None,
+    ventana_abierta: bool | None = None,
 ) -> int:
     """Queue `respuesta` for the customer in the transaction's brand; returns the outbox id.
 
     Also records the outgoing message in `crm.interacciones`. A reply the 24-hour rule
     forbids is recorded as `fallido` with the reason and no interaction (it never reaches
-    the customer); the worker never picks it up."""
-    ventana = (
-        await db.execute(_VENTANA, {"cliente": cliente_id, "plantilla": respuesta.plantilla or ""})
-    ).one()
-    error = motivo_rechazo(respuesta, ventana.abierta, ventana.aprobada)
+    the customer); the worker never picks it up. `ventana_abierta=True`: the caller knows the
+    customer wrote just now (a reply in the webhook), so the window query is skipped."""
+    if ventana_abierta:  # the caller answers a message the customer just sent
+        error = None
+    else:
+        ventana = (
+            await db.execute(_VENTANA, {"cliente": cliente_id, "plantilla": respuesta.plantilla or ""})
+        ).one()
+        error = motivo_rechazo(respuesta, ventana.abierta, ventana.aprobada)
     saliente_id = (
         await db.execute(
             _INSERTAR,

@@ -1,7 +1,8 @@
 """What happens to one inbound WhatsApp message, in one transaction bound to its brand.
 
-1. A per-customer advisory lock: two messages of one customer never interleave (nor
-   create the customer twice); different customers proceed in parallel.
+1. A per-customer advisory lock (`bloqueo()`, taken by the caller with BEGIN): two
+   messages of one customer never interleave (nor create the customer twice); different
+   customers proceed in parallel.
 2. The customer by phone (E.164), created with the WhatsApp profile name if new.
 3. The interaction, deduplicated on the provider's message id (a unique constraint):
    a redelivery stops here and changes nothing.
@@ -79,12 +80,16 @@ class Catalogos:
         return catalogo, productos
 
 
+def bloqueo(canal: Canal, m: Mensaje) -> str:
+    """The advisory lock `procesar` must run under: one per customer of a brand."""
+    return f"whatsapp:{canal.marca_id}:{m.telefono}"
+
+
 async def procesar(db, canal: Canal, m: Mensaje, catalogos: Catalogos) -> str:
-    """Handle one inbound message. Returns what happened (for logs and the webhook's
-    answer): duplicado, pedido, aclaracion, confirmado, cancelado, menu, estado, baja,
-    saludo, alerta, reaccion, desconocido."""
-    await db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                     {"k": f"whatsapp:{canal.marca_id}:{m.telefono}"})
+    """Handle one inbound message, in a transaction that holds `bloqueo(canal, m)`.
+    Returns what happened (for logs and the webhook's answer): duplicado, pedido,
+    aclaracion, confirmado, cancelado, menu, estado, baja, saludo, alerta, reaccion,
+    desconocido."""
     cliente = await _cliente(db, m)
     interaccion_id = (await db.execute(text(
         "INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido, id_externo, created_at) "
@@ -99,13 +104,13 @@ async def procesar(db, canal: Canal, m: Mensaje, catalogos: Catalogos) -> str:
 
 async def _cliente(db, m: Mensaje) -> Cliente:
     nombre = (m.nombre_perfil or "").strip() or f"Cliente WhatsApp {m.telefono}"
+    # Under the customer's lock, taken before this statement's snapshot: a customer
+    # created by an earlier message is visible to the second branch.
     row = (await db.execute(text(
-        "INSERT INTO crm.clientes (nombre, telefono, canal_origen) VALUES (:n, :t, 'whatsapp') "
-        "ON CONFLICT ON CONSTRAINT clientes_telefono_unico DO NOTHING RETURNING id"),
-        {"n": nombre[:200], "t": m.telefono})).first()
-    if row is None:
-        row = (await db.execute(text("SELECT id FROM crm.clientes WHERE telefono = :t"),
-                                {"t": m.telefono})).one()
+        "WITH nuevo AS (INSERT INTO crm.clientes (nombre, telefono, canal_origen) VALUES (:n, :t, 'whatsapp') "
+        "  ON CONFLICT ON CONSTRAINT clientes_telefono_unico DO NOTHING RETURNING id) "
+        "SELECT id FROM nuevo UNION ALL SELECT id FROM crm.clientes WHERE telefono = :t LIMIT 1"),
+        {"n": nombre[:200], "t": m.telefono})).one()
     return Cliente(row.id, m.telefono)
 
 
@@ -175,9 +180,10 @@ class _Conversacion:
         return (propios.get(clave) or MENSAJES[clave]).format(marca=self.canal.marca_nombre)
 
     async def _enviar(self, respuesta: Respuesta) -> None:
+        # A reply to the message just recorded: the customer's 24-hour window is open.
         await salientes.encolar(self.db, cliente_id=self.cliente.id, canal_id=self.canal.canal_id,
                                 telefono=self.cliente.telefono, respuesta=respuesta,
-                                en_respuesta_a=self.interaccion_id)
+                                en_respuesta_a=self.interaccion_id, ventana_abierta=True)
 
     async def _alerta(self, motivo: str) -> str:
         await self.db.execute(text("INSERT INTO crm.alertas (cliente_id, interaccion_id, motivo) "
