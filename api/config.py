@@ -43,6 +43,15 @@ class Settings:
     twilio_api_url: str
     public_base_url: str  # the URL Twilio calls (behind a proxy, the public one), for signatures
     worker_interval: float  # seconds between outbox polls when idle
+    # NocoDB (brand staff's grids; nocodb/README.md)
+    nocodb_enabled: bool  # setup.sh installs and runs it (needs npm); False = never
+    nocodb_port: int  # 127.0.0.1:port when setup.sh runs it
+    nocodb_url: str  # where provisioning reaches it; empty = http://127.0.0.1:nocodb_port
+    nocodb_meta_db: str  # its metadata database, on the same PostgreSQL server
+    nocodb_meta_password: str  # of role crm_nocodb_meta (owns that database); empty = derived
+    nc_admin_email: str  # super admin (sees every brand's base)
+    nc_admin_password: str  # empty = derived from secret_key
+    nc_auth_jwt_secret: str  # empty = derived from secret_key
 
     @property
     def embedded(self) -> bool:
@@ -92,4 +101,12 @@ def settings() -> Settings:
         twilio_api_url=os.environ.get("TWILIO_API_URL") or "https://api.twilio.com",
         public_base_url=(os.environ.get("CRM_PUBLIC_BASE_URL") or "").rstrip("/"),
         worker_interval=float(os.environ.get("CRM_WORKER_INTERVAL") or 0.5),
+        nocodb_enabled=(os.environ.get("CRM_NOCODB") or "1").strip().lower() not in ("0", "false", "no"),
+        nocodb_port=_int("NOCODB_PORT", 8080),
+        nocodb_url=(os.environ.get("NOCODB_URL") or "").rstrip("/"),
+        nocodb_meta_db=os.environ.get("NOCODB_META_DB") or "nocodb",
+        nocodb_meta_password=os.environ.get("NOCODB_META_PASSWORD", ""),
+        nc_admin_email=(os.environ.get("NC_ADMIN_EMAIL") or "admin@crm.local").strip().lower(),
+        nc_admin_password=os.environ.get("NC_ADMIN_PASSWORD", ""),
+        nc_auth_jwt_secret=os.environ.get("NC_AUTH_JWT_SECRET", ""),
     )
