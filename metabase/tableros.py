@@ -409,7 +409,7 @@ SELECT marca, hora, sum(pedidos)::bigint AS pedidos
         Tarjeta(
             "Pedidos por día de la semana",
             "Pedidos por día de la semana (calendario local de la marca), cancelados incluidos, y el promedio "
-            "por día de ese tipo en el período." + FRESCURA,
+            "por día de ese tipo en que hubo pedidos." + FRESCURA,
             """
 SELECT marca, dia_semana, (ARRAY['lunes', 'martes', 'miércoles', 'jueves', 'viernes', 'sábado', 'domingo'])[dia_semana] AS dia, sum(pedidos)::bigint AS pedidos,
        round(sum(pedidos)::numeric / count(DISTINCT fecha), 1) AS promedio_por_dia
