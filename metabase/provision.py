@@ -681,8 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sin-refrescar", action="store_true", help="no recalcular el resumen de los tableros")
     ap.add_argument("--json", action="store_true", help="al final, lo hecho como JSON")
     args = ap.parse_args(argv)
+    s = settings()  # first: it reads .env, where the METABASE_* variables may be too
     cfg = config_desde_entorno()
-    s = settings()
     try:
         if args.esperar:
             c = Cliente(cfg.url)
