@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh setup            install everything, create demo data and keys, start
 #   scripts/setup.sh start|stop|restart|status
-#   scripts/setup.sh logs [postgres|api|worker]
+#   scripts/setup.sh logs [postgres|api|worker|nocodb]
 #   scripts/setup.sh update           new dependencies and pending migrations, no data lost
 #   scripts/setup.sh reset [--yes]    delete all data: schema and demo data from scratch
 #   scripts/setup.sh backup           dump the database into CRM_BACKUP_DIR
@@ -25,6 +25,9 @@ CRM="$VENV/bin/crm"
 STAMP="$VENV/.crm-install-stamp"
 START_TIMEOUT=30 # seconds for the API to answer /api/health (and the worker to start)
 STOP_TIMEOUT=15  # seconds between SIGTERM and SIGKILL
+NOCODB_START_TIMEOUT=${NOCODB_START_TIMEOUT:-90} # seconds for NocoDB to answer /api/v1/health
+NOCODB_DIR="$ROOT/nocodb"
+NOCODB_STAMP="$NOCODB_DIR/node_modules/.crm-install-stamp"
 
 info() { printf '%s\n' "$*" >&2; }
 die() {
@@ -37,12 +40,14 @@ usage() {
 Uso: scripts/setup.sh COMANDO
 
   setup             instala dependencias, crea .env, la base de datos, datos y claves
-                    de demostración, e inicia PostgreSQL, la API y el worker de WhatsApp
-  start             inicia PostgreSQL (embebido), la API y el worker en segundo plano
-  stop              detiene el worker, la API y PostgreSQL (embebido)
+                    de demostración, e inicia PostgreSQL, la API, el worker de WhatsApp
+                    y NocoDB (con una base por marca; CRM_NOCODB=0 lo omite)
+  start             inicia PostgreSQL (embebido), la API, el worker y NocoDB en segundo plano
+  stop              detiene NocoDB, el worker, la API y PostgreSQL (embebido)
   restart           stop + start
   status            estado de cada servicio (código 0 solo si todo corre)
-  logs [SERVICIO]   últimas líneas y seguimiento del log (postgres, api o worker; sin nada: todos)
+  logs [SERVICIO]   últimas líneas y seguimiento del log (postgres, api, worker o nocodb;
+                    sin nada: todos)
   update            instala dependencias nuevas y aplica migraciones (sin perder datos)
   reset [--yes]     BORRA todos los datos y recrea el esquema y los datos de demostración
   backup            crea un respaldo de la base de datos e imprime su ruta
@@ -121,6 +126,9 @@ values = {
     "PUBLIC_URL": s.public_base_url,
     "EMBEDDED": 1 if s.embedded else 0,
     "PG_WHERE": f"{db.hostname}:{db.port or 5432}/{roles.database_name(s)}",
+    "NOCODB_ENABLED": 1 if s.nocodb_enabled else 0,
+    "NOCODB_PORT": s.nocodb_port,
+    "NOCODB_URL": f"http://127.0.0.1:{s.nocodb_port}",
 }
 for name, value in values.items():
     print(f"{name}={shlex.quote(str(value))}")
@@ -134,6 +142,8 @@ EOF
   WORKER_PID_FILE="$RUN_DIR/worker.pid"
   WORKER_LOG="$LOG_DIR/worker.log"
   KEYS_FILE="$DATA_DIR/demo-keys.txt"
+  NOCODB_PID_FILE="$RUN_DIR/nocodb.pid"
+  NOCODB_LOG="$LOG_DIR/nocodb.log"
 }
 
 # .env from .env.example with fresh random secrets (every empty *SECRET*/*PASSWORD* and
@@ -454,6 +464,170 @@ EOF
   fi
 }
 
+# ------------------------------------------------------------------ NocoDB (brand staff's grids)
+
+nocodb_install_stamp() {
+  cat "$NOCODB_DIR/package.json" "$NOCODB_DIR/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+nocodb_installed() {
+  "$PY" -m nocodb.server installed 2>/dev/null
+}
+
+# ensure_nocodb: nocodb/node_modules from package-lock.json (npm install), only when missing or
+# when package.json/package-lock.json changed since the last install (a stamp file).
+# Returns 1 with a message when npm is missing; dies when npm itself fails.
+ensure_nocodb() {
+  local want
+  if ! command -v npm >/dev/null 2>&1; then
+    info "NocoDB: npm no está instalado, se omite (instale Node.js y npm, luego scripts/setup.sh setup)"
+    return 1
+  fi
+  want=$(nocodb_install_stamp)
+  if [[ -f $NOCODB_STAMP && $(<"$NOCODB_STAMP") == "$want" ]] && nocodb_installed; then
+    return 0
+  fi
+  info "NocoDB: instalando con npm en nocodb/ (la primera vez tarda unos minutos: Node 22 y sqlite3)"
+  (
+    cd "$NOCODB_DIR" || exit 1
+    # The versions of package-lock.json (npm ci refuses this lock: it lacks other platforms'
+    # optional packages). nocodb-sdk's preinstall demands pnpm: scripts off, then build the
+    # one native module NocoDB needs.
+    npm install --ignore-scripts --no-audit --no-fund --loglevel=error &&
+      npm rebuild sqlite3 --loglevel=error
+  ) >&2 || die "npm no pudo instalar NocoDB (ver el mensaje anterior)"
+  nocodb_installed || die "NocoDB quedó incompleto en nocodb/node_modules: bórrelo y ejecute setup otra vez"
+  printf '%s\n' "$want" >"$NOCODB_STAMP"
+}
+
+pid_is_nocodb() {
+  local pid=$1 args=""
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -r /proc/$pid/cmdline ]]; then
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  else
+    args=$(ps -o args= -p "$pid" 2>/dev/null || true)
+  fi
+  [[ $args == *nocodb/start.mjs* || $args == *nocodb.server* ]]
+}
+
+# Prints the pid of the running NocoDB started by this script; fails when there is none.
+nocodb_pid() {
+  local pid
+  [[ -f $NOCODB_PID_FILE ]] || return 1
+  pid=$(<"$NOCODB_PID_FILE")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  pid_is_nocodb "$pid" || return 1
+  printf '%s\n' "$pid"
+}
+
+nocodb_running() { nocodb_pid >/dev/null; }
+
+nocodb_health_ok() {
+  "$PY" - "$NOCODB_URL/api/v1/health" <<'EOF' 2>/dev/null
+import sys
+import urllib.request
+
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+show_nocodb_log_tail() {
+  if [[ -f $NOCODB_LOG ]]; then
+    info "--- últimas líneas de $NOCODB_LOG ---"
+    tail -n 30 "$NOCODB_LOG" >&2
+    info "---"
+  fi
+}
+
+# start_nocodb [provision]: install when needed, start on 127.0.0.1:NOCODB_PORT, wait for
+# /api/v1/health; with "provision", create or update every brand's base afterwards.
+start_nocodb() {
+  local pid i
+  [[ $NOCODB_ENABLED == 1 ]] || return 0
+  ensure_nocodb || return 0
+  if ! pid=$(nocodb_pid); then
+    if ! API_HOST=127.0.0.1 API_PORT=$NOCODB_PORT port_free; then
+      die "el puerto $NOCODB_PORT de NocoDB ya está en uso (otro programa lo ocupa): defina NOCODB_PORT con un puerto libre, o CRM_NOCODB=0"
+    fi
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    if [[ -f $NOCODB_LOG && $(wc -c <"$NOCODB_LOG") -gt 20000000 ]]; then
+      mv -f "$NOCODB_LOG" "$NOCODB_LOG.1"
+    fi
+    printf '=== %s: inicio de NocoDB en %s ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$NOCODB_URL" >>"$NOCODB_LOG"
+    # nocodb.server creates its metadata database when missing, then execs Node 22.
+    if command -v setsid >/dev/null 2>&1; then
+      NO_COLOR=1 setsid "$PY" -m nocodb.server run </dev/null >>"$NOCODB_LOG" 2>&1 &
+    else
+      NO_COLOR=1 nohup "$PY" -m nocodb.server run </dev/null >>"$NOCODB_LOG" 2>&1 &
+    fi
+    pid=$!
+    printf '%s\n' "$pid" >"$NOCODB_PID_FILE"
+  fi
+  for ((i = 0; i < NOCODB_START_TIMEOUT * 2; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      show_nocodb_log_tail
+      rm -f "$NOCODB_PID_FILE"
+      die "NocoDB terminó al iniciar (ver el log arriba)"
+    fi
+    nocodb_health_ok && break
+    sleep 0.5
+  done
+  if ! nocodb_health_ok; then
+    show_nocodb_log_tail
+    stop_nocodb >/dev/null 2>&1 || true
+    die "NocoDB no respondió en $NOCODB_URL/api/v1/health en ${NOCODB_START_TIMEOUT} s; se detuvo"
+  fi
+  info "NocoDB: corriendo (pid $pid) en $NOCODB_URL"
+  if [[ ${1:-} == provision ]]; then
+    NOCODB_URL=$NOCODB_URL "$PY" -m nocodb.provision || die "no se pudo preparar NocoDB (ver el mensaje anterior)"
+  fi
+}
+
+stop_nocodb() {
+  local pid i
+  if ! pid=$(nocodb_pid); then
+    rm -f "${NOCODB_PID_FILE:?}"
+    if [[ $NOCODB_ENABLED == 1 ]]; then
+      info "NocoDB: no estaba corriendo"
+    fi
+    return 0
+  fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    info "NocoDB: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$NOCODB_PID_FILE"
+  info "NocoDB: detenido"
+}
+
+# After the brands' data changed (reset, restore): bring every base up to date.
+reprovision_nocodb() {
+  if nocodb_running; then
+    NOCODB_URL=$NOCODB_URL "$PY" -m nocodb.provision ||
+      info "aviso: NocoDB no se pudo actualizar (python -m nocodb.provision)"
+  fi
+}
+
+print_nocodb() {
+  nocodb_running || return 0
+  printf 'NocoDB:        %s   (administrador: NC_ADMIN_EMAIL / NC_ADMIN_PASSWORD de .env)\n' "$NOCODB_URL"
+  printf 'Personal de cada marca en NocoDB (editor de su base; python -m nocodb.provision credentials):\n'
+  "$PY" -m nocodb.provision credentials 2>/dev/null | while IFS=$'\t' read -r slug email password; do
+    printf '  %-22s %s  %s\n' "$slug" "$email" "$password"
+  done
+}
+
 # ------------------------------------------------------------------ demo data and keys
 
 # True when every key in the keys file is an active key of the current database.
@@ -565,9 +739,11 @@ cmd_setup() {
   start_postgres
   start_api
   start_worker
+  start_nocodb provision
   printf '\nCRM listo.\n'
   print_urls
   print_keys
+  print_nocodb
 }
 
 cmd_start() {
@@ -577,12 +753,15 @@ cmd_start() {
   start_postgres
   start_api
   start_worker
+  start_nocodb
   print_urls
+  print_nocodb
 }
 
 cmd_stop() {
   require_venv
   load_settings
+  stop_nocodb
   stop_worker
   stop_api
   stop_postgres
@@ -616,6 +795,21 @@ cmd_status() {
     printf 'worker:   detenido    (envío de WhatsApp; scripts/setup.sh start)\n'
     rc=3
   fi
+  if [[ $NOCODB_ENABLED != 1 ]]; then
+    printf 'nocodb:   desactivado (CRM_NOCODB=0)\n'
+  elif ! nocodb_installed; then
+    printf 'nocodb:   no instalado (scripts/setup.sh setup lo instala; necesita npm)\n'
+  elif pid=$(nocodb_pid); then
+    if nocodb_health_ok; then
+      printf 'nocodb:   corriendo   %s (pid %s)\n' "$NOCODB_URL" "$pid"
+    else
+      printf 'nocodb:   no responde %s (pid %s; ver scripts/setup.sh logs nocodb)\n' "$NOCODB_URL" "$pid"
+      rc=3
+    fi
+  else
+    printf 'nocodb:   detenido    %s\n' "$NOCODB_URL"
+    rc=3
+  fi
   return "$rc"
 }
 
@@ -624,9 +818,9 @@ cmd_logs() {
   load_settings
   local services=() files=() svc
   case ${1:-} in
-    "") services=(postgres api worker) ;;
-    postgres | api | worker) services=("$1") ;;
-    *) die "servicio desconocido: $1 (use postgres, api o worker)" ;;
+    "") services=(postgres api worker nocodb) ;;
+    postgres | api | worker | nocodb) services=("$1") ;;
+    *) die "servicio desconocido: $1 (use postgres, api, worker o nocodb)" ;;
   esac
   for svc in "${services[@]}"; do
     if [[ -f $LOG_DIR/$svc.log ]]; then
@@ -654,6 +848,12 @@ cmd_update() {
   if ((worker_was_running)); then
     stop_worker
     start_worker
+  fi
+  if nocodb_running; then
+    if [[ -f $NOCODB_STAMP && $(<"$NOCODB_STAMP") != "$(nocodb_install_stamp)" ]]; then
+      stop_nocodb # new npm packages: installed by start_nocodb
+    fi
+    start_nocodb provision # and the bases pick up new tables and columns
   fi
   info "actualización lista"
 }
@@ -687,6 +887,7 @@ cmd_reset() {
   if ((worker_was_running)); then
     start_worker
   fi
+  reprovision_nocodb
   info "datos reiniciados (los respaldos en $BACKUP_DIR se conservan)"
   print_keys
 }
@@ -736,11 +937,14 @@ EOF
     start_worker
   fi
   ((ok)) || die "la restauración falló (ver el mensaje anterior)"
+  reprovision_nocodb
   info "restauración lista"
 }
 
 cmd_test() {
   ensure_venv
+  # tests/test_nocodb.py starts a real NocoDB: install it first (skipped without npm).
+  ensure_nocodb || true
   exec "$PY" -m pytest "$@"
 }
 
