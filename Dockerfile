@@ -23,6 +23,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 COPY api/ api/
 COPY whatsapp/ whatsapp/
+COPY metabase/ metabase/
+COPY nocodb/*.py nocodb/
 RUN pip install --no-deps .
 COPY db/ db/
 COPY scripts/ scripts/

@@ -13,6 +13,7 @@
     crm backup create | restore FILE
     crm serve [--host H] [--port P] [--workers N]
     crm worker                             (sends the WhatsApp outbox; SIGTERM stops it)
+    crm reportes refrescar                 (the dashboards' summaries; the worker does it too)
 
 Messages go to stderr; stdout carries only what a script captures (a key, a URL).
 """
@@ -184,6 +185,15 @@ def cmd_worker(args) -> int:
     return worker.main(settings())
 
 
+def cmd_reportes(args) -> int:
+    from .services import resumen
+
+    with _engine().begin() as conn:
+        for row in conn.execute(resumen.REFRESCAR):
+            _err(row.detalle)
+    return 0
+
+
 def cmd_backup(args) -> int:
     from . import backup
 
@@ -262,6 +272,10 @@ def parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="envía los mensajes de WhatsApp en cola (hasta SIGTERM)")
     wk.set_defaults(func=cmd_worker)
+
+    rp = sub.add_parser("reportes", help="resúmenes de los tableros (el worker los refresca solo)")
+    rp.add_argument("action", choices=["refrescar"])
+    rp.set_defaults(func=cmd_reportes)
 
     bk = sub.add_parser("backup", help="respaldos")
     bks = bk.add_subparsers(dest="action", required=True)

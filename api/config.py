@@ -43,6 +43,7 @@ class Settings:
     twilio_api_url: str
     public_base_url: str  # the URL Twilio calls (behind a proxy, the public one), for signatures
     worker_interval: float  # seconds between outbox polls when idle
+    refresco_resumen: float  # seconds between refreshes of the report summaries (resumen.*)
     # NocoDB (brand staff's grids; nocodb/README.md)
     nocodb_enabled: bool  # setup.sh installs and runs it (needs npm); False = never
     nocodb_port: int  # 127.0.0.1:port when setup.sh runs it
@@ -101,6 +102,7 @@ def settings() -> Settings:
         twilio_api_url=os.environ.get("TWILIO_API_URL") or "https://api.twilio.com",
         public_base_url=(os.environ.get("CRM_PUBLIC_BASE_URL") or "").rstrip("/"),
         worker_interval=float(os.environ.get("CRM_WORKER_INTERVAL") or 0.5),
+        refresco_resumen=float(os.environ.get("CRM_REFRESCO_RESUMEN") or 900),
         nocodb_enabled=(os.environ.get("CRM_NOCODB") or "1").strip().lower() not in ("0", "false", "no"),
         nocodb_port=_int("NOCODB_PORT", 8080),
         nocodb_url=(os.environ.get("NOCODB_URL") or "").rstrip("/"),

@@ -1,4 +1,5 @@
-"""`crm worker`: sends the outbox (crm.salientes) in a loop.
+"""`crm worker`: sends the outbox (crm.salientes) in a loop, and refreshes the report
+summaries the dashboards read (resumen.refrescar()) every CRM_REFRESCO_RESUMEN seconds.
 
 Each turn sends what is due in every brand (`salientes.despachar_lote`); when nothing was
 due it sleeps `CRM_WORKER_INTERVAL` seconds. SIGTERM or SIGINT stop it after the batch in
@@ -15,7 +16,7 @@ import signal
 
 from .config import Settings
 from .db import Database
-from .services import salientes
+from .services import resumen, salientes
 
 log = logging.getLogger("crm.worker")
 
@@ -41,7 +42,14 @@ async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int 
             limite,
         )
         errores = 0
+        proximo_resumen = 0.0  # the summaries are refreshed at start, then every refresco_resumen
         while not detener.is_set():
+            if loop.time() >= proximo_resumen:
+                proximo_resumen = loop.time() + s.refresco_resumen
+                try:
+                    log.info("worker: resúmenes de reportes: %s", "; ".join(await resumen.refrescar(database)))
+                except Exception:
+                    log.exception("worker: no se pudieron refrescar los resúmenes de reportes")
             try:
                 lote = await salientes.despachar_lote(database, envs, limite)
             except Exception:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -24,10 +23,8 @@ import psycopg
 import pytest
 
 from api import installer, roles
-from api.config import ROOT
 from api.seed import generator, load_demo
 
-sys.path.insert(0, str(ROOT))  # metabase/ is not an installed package (pyproject lists api, whatsapp)
 from metabase import tableros
 from metabase.tableros import ETIQUETAS, renderizar, sin_marca, tarjetas
 

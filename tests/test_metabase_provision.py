@@ -48,7 +48,6 @@ from litestar.params import FromPath
 from api import installer, roles
 from api.config import ROOT
 
-sys.path.insert(0, str(ROOT))  # metabase/ is not an installed package (pyproject lists api, whatsapp)
 from metabase import provision, tableros
 from metabase.provision import Config, Marca, MetabaseError, provisionar
 
