@@ -50,17 +50,17 @@ SCHEMA = "crm"
 # Table title and description for staff.
 TABLES = {
     "clientes": ("Clientes", "Clientes de la marca. Los eliminados tienen fecha en «Eliminado»."),
-    "pedidos": ("Pedidos", "El estado avanza pendiente → confirmado → en preparación → listo → entregado, "
-                           "o se cancela; el total lo calculan los ítems."),
+    "pedidos": ("Pedidos", ("El estado avanza pendiente → confirmado → en preparación → listo → "
+                            "entregado, o se cancela; el total lo calculan los ítems.")),
     "pedido_items": ("Ítems de pedido", "Productos de cada pedido; el subtotal se calcula solo."),
     "pedido_estados": ("Historial de estados", "Cada cambio de estado de un pedido (solo lectura)."),
     "productos": ("Productos", "Catálogo de la marca."),
     "interacciones": ("Interacciones", "Mensajes, llamadas, notas y encuestas de los clientes."),
     "alertas": ("Alertas", "Mensajes que el bot no pudo responder: los atiende una persona."),
-    "salientes": ("Mensajes enviados", "Mensajes de WhatsApp enviados y en cola (solo lectura). "
-                                       "Las campañas aún no tienen tabla propia."),
-    "plantillas": ("Plantillas", "Plantillas de WhatsApp aprobadas: las únicas que se envían fuera "
-                                 "de la ventana de 24 horas."),
+    "salientes": ("Mensajes enviados", ("Mensajes de WhatsApp enviados y en cola (solo lectura). "
+                                        "Las campañas aún no tienen tabla propia.")),
+    "plantillas": ("Plantillas", ("Plantillas de WhatsApp aprobadas: las únicas que se envían fuera "
+                                  "de la ventana de 24 horas.")),
     "canales": ("Canales WhatsApp", "Números de WhatsApp de la marca (solo lectura)."),
     "conversaciones": ("Conversaciones", "Estado interno del bot por cliente (solo lectura)."),
     "auditoria": ("Auditoría", "Quién cambió qué (solo lectura)."),
@@ -114,13 +114,16 @@ class ViewSpec:
     title: str
     sorts: tuple[tuple[str, str], ...] = ()
     filters: tuple[tuple[str, str, str | None], ...] = ()  # column, comparison_op, value
-    hidden: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()  # columns
+    hidden_links: tuple[str, ...] = ()  # links to these tables
     group_by: str | None = None  # kanban stacks
 
 
 VIEWS = (
     ViewSpec("clientes", "grids", "Gestión Clientes", sorts=(("nombre", "asc"),),
-             filters=(("deleted_at", "blank", None),), hidden=("deleted_at", "updated_at")),
+             filters=(("deleted_at", "blank", None),), hidden=("deleted_at", "updated_at"),
+             # counts staff do not need in a customer list, and costly: one subquery per row each
+             hidden_links=("alertas", "conversaciones", "salientes")),
     ViewSpec("pedidos", "kanbans", "Pipeline Pedidos", group_by="estado", sorts=(("created_at", "desc"),)),
     ViewSpec("interacciones", "grids", "Centro Interacciones", sorts=(("created_at", "desc"),)),
     ViewSpec("alertas", "grids", "Alertas (abiertas primero)",
@@ -391,9 +394,9 @@ def _relevant(changes: list[dict], tables: set[str]) -> list[str]:
     out = []
     for t in changes:
         for ch in t.get("detectedChanges") or []:
-            if ch.get("type", "").startswith("TABLE_RELATION"):
-                if ch.get("cn") == "marca_id" or ch.get("tn") not in tables or ch.get("rtn") not in tables:
-                    continue
+            if ch.get("type", "").startswith("TABLE_RELATION") and (
+                    ch.get("cn") == "marca_id" or ch.get("tn") not in tables or ch.get("rtn") not in tables):
+                continue
             out.append(f"{t.get('table_name')}: {ch.get('msg') or ch.get('type')}")
     return out
 
@@ -470,7 +473,7 @@ def _brand(api: Api, s: Settings, meta: psycopg.Connection, slug: str, nombre: s
     tables = {t["table_name"]: t for t in api.get(f"/api/v2/meta/bases/{base_id}/tables")["list"]}
     for spec in VIEWS:
         if spec.table in tables:
-            made = _view(api, tables[spec.table]["id"], spec)
+            made = _view(api, tables[spec.table]["id"], spec, {t["id"]: n for n, t in tables.items()})
             if made:
                 created.append(f"vista «{spec.title}»")
     email, password, state = _staff(api, s, base_id, slug)
@@ -497,7 +500,7 @@ def _brand(api: Api, s: Settings, meta: psycopg.Connection, slug: str, nombre: s
         log(f"marca {slug}: base «{base.get('title', title)}» ({base_id}) ya estaba al día")
 
 
-def _view(api: Api, table_id: str, spec: ViewSpec) -> bool:
+def _view(api: Api, table_id: str, spec: ViewSpec, table_names: dict[str, str]) -> bool:
     """Create the view when missing; an existing view is left as staff left it."""
     if any(v["title"] == spec.title for v in api.get(f"/api/v2/meta/tables/{table_id}/views")["list"]):
         return False
@@ -518,6 +521,8 @@ def _view(api: Api, table_id: str, spec: ViewSpec) -> bool:
                 f["value"] = value
             api.post(f"/api/v2/meta/views/{vid}/filters", f)
     hide = {by_name[n]["id"] for n in spec.hidden if n in by_name}
+    hide |= {c["id"] for c in table["columns"] if c["uidt"] in ("Links", "LinkToAnotherRecord")
+             and table_names.get((c.get("colOptions") or {}).get("fk_related_model_id")) in spec.hidden_links}
     if hide:
         for vc in api.get(f"/api/v2/meta/views/{vid}/columns")["list"]:
             if vc["fk_column_id"] in hide:

@@ -98,7 +98,7 @@ def ensure_meta_database(s: Settings, name: str | None = None) -> list[str]:
 def nc_db(s: Settings, name: str | None = None) -> str:
     """NC_DB: NocoDB's metadata connection, in its own pg://host:port?u=&p=&d= form."""
     parts = urlsplit(roles.admin_url(s))
-    q = lambda v: quote(v, safe="")  # noqa: E731
+    q = lambda v: quote(v, safe="")
     return (f"pg://{parts.hostname or '127.0.0.1'}:{parts.port or 5432}?u={q(META_ROLE)}"
             f"&p={q(meta_password(s))}&d={q(name or s.nocodb_meta_db)}")
 

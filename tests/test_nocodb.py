@@ -27,9 +27,9 @@ from api.config import ROOT
 if str(ROOT) not in sys.path:  # nocodb/ is a package of the repository, not of the install
     sys.path.insert(0, str(ROOT))
 
-from nocodb import provision, server  # noqa: E402
+from conftest import admin, make_brand
 
-from conftest import admin, make_brand  # noqa: E402
+from nocodb import provision, server
 
 pytestmark = pytest.mark.skipif(
     not server.installed(),
