@@ -8,7 +8,9 @@
 // to read. This marks those messages with "--" so NocoDB passes them on. Nothing else
 // changes: the error, its code and its fields stay as PostgreSQL sent them.
 'use strict';
-const messages = require('pg-protocol/dist/messages');
+// NocoDB's own copy of pg: resolved from its app folder (the working directory; in the
+// official image /usr/src/app), else from next to this file (nocodb/node_modules here).
+const messages = require(require.resolve('pg-protocol/dist/messages', { paths: [process.cwd(), __dirname] }));
 
 const Original = messages.DatabaseError;
 const SHOWN = /^(CR...|42501)$/;
