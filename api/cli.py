@@ -14,6 +14,7 @@
     crm serve [--host H] [--port P] [--workers N]
     crm worker                             (sends the WhatsApp outbox; SIGTERM stops it)
     crm reportes refrescar                 (the dashboards' summaries; the worker does it too)
+    crm nocodb provision [SLUG...] | credentials
 
 Messages go to stderr; stdout carries only what a script captures (a key, a URL).
 """
@@ -194,6 +195,12 @@ def cmd_reportes(args) -> int:
     return 0
 
 
+def cmd_nocodb(args) -> int:
+    from nocodb import provision
+
+    return provision.main(["credentials"] if args.action == "credentials" else list(args.slugs))
+
+
 def cmd_backup(args) -> int:
     from . import backup
 
@@ -276,6 +283,11 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reportes", help="resúmenes de los tableros (el worker los refresca solo)")
     rp.add_argument("action", choices=["refrescar"])
     rp.set_defaults(func=cmd_reportes)
+
+    nc = sub.add_parser("nocodb", help="NocoDB: una base por marca para su personal")
+    nc.add_argument("action", choices=["provision", "credentials"])
+    nc.add_argument("slugs", nargs="*", metavar="SLUG", help="solo estas marcas (provision)")
+    nc.set_defaults(func=cmd_nocodb)
 
     bk = sub.add_parser("backup", help="respaldos")
     bks = bk.add_subparsers(dest="action", required=True)

@@ -593,6 +593,7 @@ CREATE TABLE crm.alertas (
   FOREIGN KEY (marca_id, interaccion_id) REFERENCES crm.interacciones (marca_id, id)
 );
 CREATE INDEX alertas_abiertas ON crm.alertas (marca_id, created_at) WHERE estado <> 'cerrada';
+CREATE INDEX alertas_cliente ON crm.alertas (marca_id, cliente_id);
 
 -- Approved message templates: the only messages allowed outside the 24-hour window.
 CREATE TABLE crm.plantillas (
@@ -635,6 +636,8 @@ CREATE TABLE crm.salientes (
 CREATE INDEX salientes_por_enviar ON crm.salientes (marca_id, proximo_intento) WHERE estado = 'en_cola';
 CREATE INDEX salientes_id_externo ON crm.salientes (marca_id, id_externo);
 CREATE INDEX salientes_creacion ON crm.salientes (marca_id, created_at);
+-- per customer: NocoDB counts a customer's messages and alerts on every grid row
+CREATE INDEX salientes_cliente ON crm.salientes (marca_id, cliente_id);
 
 -- Delivery statuses arrive late and out of order: a late `sent` never overwrites `read`,
 -- and `failed` is final (it keeps its error).
