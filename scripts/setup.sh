@@ -204,26 +204,76 @@ EOF
 
 # ------------------------------------------------------------------ services
 
-pid_is_api() {
-  local pid=$1 args=""
+# ------------------------------------------------------------------ background processes
+# The services this script starts (api, worker, nocodb) share these: a pid file checked
+# against the process's command line, a launch in its own session, a TERM-then-KILL stop.
+
+# pid_from FILE PATTERN...: the pid in FILE while that process runs and its command line
+# (between spaces) matches one of the glob PATTERNs; fails otherwise (no file, stale pid,
+# a pid reused by another program).
+pid_from() {
+  local file=$1 pid args pattern
+  shift
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
   if [[ -r /proc/$pid/cmdline ]]; then
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
   else
     args=$(ps -o args= -p "$pid" 2>/dev/null || true)
   fi
-  [[ $args == *crm* && $args == *serve* ]]
+  for pattern in "$@"; do
+    # shellcheck disable=SC2053  # the pattern is a glob on purpose
+    if [[ " $args " == $pattern ]]; then
+      printf '%s\n' "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# launch LOG PIDFILE HEADER CMD...: run CMD in the background in its own session (it
+# outlives this script and stops as one process group), appending to LOG (rotated past
+# 20 MB) after a HEADER line; its pid goes to PIDFILE and to LAUNCHED_PID.
+LAUNCHED_PID=""
+launch() {
+  local log=$1 pidfile=$2 header=$3
+  shift 3
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  if [[ -f $log && $(wc -c <"$log") -gt 20000000 ]]; then
+    mv -f "$log" "$log.1"
+  fi
+  printf '=== %s: %s ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$header" >>"$log"
+  if command -v setsid >/dev/null 2>&1; then
+    setsid "$@" </dev/null >>"$log" 2>&1 &
+  else
+    nohup "$@" </dev/null >>"$log" 2>&1 &
+  fi
+  LAUNCHED_PID=$!
+  printf '%s\n' "$LAUNCHED_PID" >"$pidfile"
+}
+
+# stop_process PID PIDFILE LABEL STOPPED: SIGTERM to its process group, SIGKILL after
+# STOP_TIMEOUT seconds; then "LABEL: STOPPED".
+stop_process() {
+  local pid=$1 pidfile=$2 label=$3 stopped=$4 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    info "$label: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$pidfile"
+  info "$label: $stopped"
 }
 
 # Prints the pid of the running API started by this script; fails when there is none.
-api_pid() {
-  local pid
-  [[ -f $PID_FILE ]] || return 1
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  pid_is_api "$pid" || return 1
-  printf '%s\n' "$pid"
-}
+api_pid() { pid_from "$PID_FILE" "*crm*serve*"; }
 
 health_ok() {
   "$PY" - "$API_URL/api/health" <<'EOF' 2>/dev/null
@@ -308,68 +358,28 @@ start_api() {
     return 0
   fi
   check_api_port
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  if [[ -f $API_LOG && $(wc -c <"$API_LOG") -gt 20000000 ]]; then
-    mv -f "$API_LOG" "$API_LOG.1"
-  fi
-  printf '=== %s: inicio de la API en %s ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$API_URL" >>"$API_LOG"
-  # Own session (setsid): survives this script and stops as one process group.
-  if command -v setsid >/dev/null 2>&1; then
-    setsid "$CRM" serve </dev/null >>"$API_LOG" 2>&1 &
-  else
-    nohup "$CRM" serve </dev/null >>"$API_LOG" 2>&1 &
-  fi
-  pid=$!
-  printf '%s\n' "$pid" >"$PID_FILE"
+  launch "$API_LOG" "$PID_FILE" "inicio de la API en $API_URL" "$CRM" serve
+  pid=$LAUNCHED_PID
   wait_health "$pid"
   info "API: corriendo (pid $pid) en $API_URL"
 }
 
 stop_api() {
-  local pid i
+  local pid
   if ! pid=$(api_pid); then
     rm -f "${PID_FILE:?}"
     info "API: no estaba corriendo"
     return 0
   fi
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    info "API: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$PID_FILE"
-  info "API: detenida"
+  stop_process "$pid" "$PID_FILE" API detenida
 }
 
 api_running() { api_pid >/dev/null; }
 
 # ------------------------------------------------------------------ the WhatsApp worker
 
-pid_is_worker() {
-  local pid=$1 args=""
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-  else
-    args=$(ps -o args= -p "$pid" 2>/dev/null || true)
-  fi
-  [[ " $args " == *"crm worker "* ]]
-}
-
 # Prints the pid of the running worker started by this script; fails when there is none.
-worker_pid() {
-  local pid
-  [[ -f $WORKER_PID_FILE ]] || return 1
-  pid=$(<"$WORKER_PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  pid_is_worker "$pid" || return 1
-  printf '%s\n' "$pid"
-}
+worker_pid() { pid_from "$WORKER_PID_FILE" "*crm worker *"; }
 
 worker_running() { worker_pid >/dev/null; }
 
@@ -407,19 +417,11 @@ start_worker() {
     info "worker: ya estaba corriendo (pid $pid)"
     return 0
   fi
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  if [[ -f $WORKER_LOG && $(wc -c <"$WORKER_LOG") -gt 20000000 ]]; then
-    mv -f "$WORKER_LOG" "$WORKER_LOG.1"
-  fi
-  printf '=== %s: inicio del worker de WhatsApp ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >>"$WORKER_LOG"
-  since=$(wc -c <"$WORKER_LOG")
-  if command -v setsid >/dev/null 2>&1; then
-    setsid "$CRM" worker </dev/null >>"$WORKER_LOG" 2>&1 &
-  else
-    nohup "$CRM" worker </dev/null >>"$WORKER_LOG" 2>&1 &
-  fi
-  pid=$!
-  printf '%s\n' "$pid" >"$WORKER_PID_FILE"
+  since=0
+  [[ -f $WORKER_LOG ]] && since=$(wc -c <"$WORKER_LOG")
+  launch "$WORKER_LOG" "$WORKER_PID_FILE" "inicio del worker de WhatsApp" "$CRM" worker
+  pid=$LAUNCHED_PID
+  [[ -f $WORKER_LOG.1 && $(wc -c <"$WORKER_LOG") -lt $since ]] && since=0  # rotated just now
   wait_worker "$pid" "$since"
   info "worker: corriendo (pid $pid; log $WORKER_LOG)"
   if grep -q 'NO llegan a los clientes' <(tail -c "+$((since + 1))" "$WORKER_LOG"); then
@@ -429,24 +431,13 @@ start_worker() {
 
 # On SIGTERM the worker finishes the batch it is sending, then exits.
 stop_worker() {
-  local pid i
+  local pid
   if ! pid=$(worker_pid); then
     rm -f "${WORKER_PID_FILE:?}"
     info "worker: no estaba corriendo"
     return 0
   fi
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    info "worker: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$WORKER_PID_FILE"
-  info "worker: detenido"
+  stop_process "$pid" "$WORKER_PID_FILE" worker detenido
 }
 
 postgres_running() {
@@ -500,26 +491,8 @@ ensure_nocodb() {
   printf '%s\n' "$want" >"$NOCODB_STAMP"
 }
 
-pid_is_nocodb() {
-  local pid=$1 args=""
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-  else
-    args=$(ps -o args= -p "$pid" 2>/dev/null || true)
-  fi
-  [[ $args == *nocodb/start.mjs* || $args == *nocodb.server* ]]
-}
-
 # Prints the pid of the running NocoDB started by this script; fails when there is none.
-nocodb_pid() {
-  local pid
-  [[ -f $NOCODB_PID_FILE ]] || return 1
-  pid=$(<"$NOCODB_PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  pid_is_nocodb "$pid" || return 1
-  printf '%s\n' "$pid"
-}
+nocodb_pid() { pid_from "$NOCODB_PID_FILE" "*nocodb/start.mjs*" "*nocodb.server*"; }
 
 nocodb_running() { nocodb_pid >/dev/null; }
 
@@ -554,19 +527,10 @@ start_nocodb() {
     if ! API_HOST=127.0.0.1 API_PORT=$NOCODB_PORT port_free; then
       die "el puerto $NOCODB_PORT de NocoDB ya está en uso (otro programa lo ocupa): defina NOCODB_PORT con un puerto libre, o CRM_NOCODB=0"
     fi
-    mkdir -p "$RUN_DIR" "$LOG_DIR"
-    if [[ -f $NOCODB_LOG && $(wc -c <"$NOCODB_LOG") -gt 20000000 ]]; then
-      mv -f "$NOCODB_LOG" "$NOCODB_LOG.1"
-    fi
-    printf '=== %s: inicio de NocoDB en %s ===\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$NOCODB_URL" >>"$NOCODB_LOG"
     # nocodb.server creates its metadata database when missing, then execs Node 22.
-    if command -v setsid >/dev/null 2>&1; then
-      NO_COLOR=1 setsid "$PY" -m nocodb.server run </dev/null >>"$NOCODB_LOG" 2>&1 &
-    else
-      NO_COLOR=1 nohup "$PY" -m nocodb.server run </dev/null >>"$NOCODB_LOG" 2>&1 &
-    fi
-    pid=$!
-    printf '%s\n' "$pid" >"$NOCODB_PID_FILE"
+    NO_COLOR=1 launch "$NOCODB_LOG" "$NOCODB_PID_FILE" "inicio de NocoDB en $NOCODB_URL" \
+      "$PY" -m nocodb.server run
+    pid=$LAUNCHED_PID
   fi
   for ((i = 0; i < NOCODB_START_TIMEOUT * 2; i++)); do
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -589,7 +553,7 @@ start_nocodb() {
 }
 
 stop_nocodb() {
-  local pid i
+  local pid
   if ! pid=$(nocodb_pid); then
     rm -f "${NOCODB_PID_FILE:?}"
     if [[ $NOCODB_ENABLED == 1 ]]; then
@@ -597,18 +561,7 @@ stop_nocodb() {
     fi
     return 0
   fi
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    info "NocoDB: no terminó en ${STOP_TIMEOUT} s, se fuerza (SIGKILL)"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$NOCODB_PID_FILE"
-  info "NocoDB: detenido"
+  stop_process "$pid" "$NOCODB_PID_FILE" NocoDB detenido
 }
 
 # After the brands' data changed (reset, restore): bring every base up to date.
