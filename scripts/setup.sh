@@ -275,8 +275,9 @@ stop_process() {
 # Prints the pid of the running API started by this script; fails when there is none.
 api_pid() { pid_from "$PID_FILE" "*crm*serve*"; }
 
-health_ok() {
-  "$PY" - "$API_URL/api/health" <<'EOF' 2>/dev/null
+# url_ok URL: the URL answers 200 within 3 seconds.
+url_ok() {
+  "$PY" - "$1" <<'EOF' 2>/dev/null
 import sys
 import urllib.request
 
@@ -323,10 +324,11 @@ stop_postgres() {
   fi
 }
 
+# show_log_tail LOG: its last lines, on stderr (when a service failed to start).
 show_log_tail() {
-  if [[ -f $API_LOG ]]; then
-    info "--- últimas líneas de $API_LOG ---"
-    tail -n 30 "$API_LOG" >&2
+  if [[ -f $1 ]]; then
+    info "--- últimas líneas de $1 ---"
+    tail -n 30 "$1" >&2
     info "---"
   fi
 }
@@ -336,16 +338,16 @@ wait_health() {
   local pid=$1 i
   for ((i = 0; i < START_TIMEOUT * 4; i++)); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      show_log_tail
+      show_log_tail "$API_LOG"
       rm -f "$PID_FILE"
       die "la API terminó al iniciar (ver el log arriba)"
     fi
-    if health_ok; then
+    if url_ok "$API_URL/api/health"; then
       return 0
     fi
     sleep 0.25
   done
-  show_log_tail
+  show_log_tail "$API_LOG"
   stop_api >/dev/null 2>&1 || true
   die "la API no respondió en $API_URL/api/health en ${START_TIMEOUT} s; se detuvo"
 }
@@ -389,7 +391,7 @@ wait_worker() {
   local pid=$1 since=$2 i
   for ((i = 0; i < START_TIMEOUT * 4; i++)); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      show_worker_log_tail
+      show_log_tail "$WORKER_LOG"
       rm -f "$WORKER_PID_FILE"
       die "el worker terminó al iniciar (ver el log arriba)"
     fi
@@ -398,17 +400,9 @@ wait_worker() {
     fi
     sleep 0.25
   done
-  show_worker_log_tail
+  show_log_tail "$WORKER_LOG"
   stop_worker >/dev/null 2>&1 || true
   die "el worker no inició en ${START_TIMEOUT} s; se detuvo"
-}
-
-show_worker_log_tail() {
-  if [[ -f $WORKER_LOG ]]; then
-    info "--- últimas líneas de $WORKER_LOG ---"
-    tail -n 30 "$WORKER_LOG" >&2
-    info "---"
-  fi
 }
 
 start_worker() {
@@ -496,27 +490,6 @@ nocodb_pid() { pid_from "$NOCODB_PID_FILE" "*nocodb/start.mjs*" "*nocodb.server*
 
 nocodb_running() { nocodb_pid >/dev/null; }
 
-nocodb_health_ok() {
-  "$PY" - "$NOCODB_URL/api/v1/health" <<'EOF' 2>/dev/null
-import sys
-import urllib.request
-
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
-        sys.exit(0 if r.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-EOF
-}
-
-show_nocodb_log_tail() {
-  if [[ -f $NOCODB_LOG ]]; then
-    info "--- últimas líneas de $NOCODB_LOG ---"
-    tail -n 30 "$NOCODB_LOG" >&2
-    info "---"
-  fi
-}
-
 # start_nocodb [provision]: install when needed, start on 127.0.0.1:NOCODB_PORT, wait for
 # /api/v1/health; with "provision", create or update every brand's base afterwards.
 start_nocodb() {
@@ -534,15 +507,15 @@ start_nocodb() {
   fi
   for ((i = 0; i < NOCODB_START_TIMEOUT * 2; i++)); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      show_nocodb_log_tail
+      show_log_tail "$NOCODB_LOG"
       rm -f "$NOCODB_PID_FILE"
       die "NocoDB terminó al iniciar (ver el log arriba)"
     fi
-    nocodb_health_ok && break
+    url_ok "$NOCODB_URL/api/v1/health" && break
     sleep 0.5
   done
-  if ! nocodb_health_ok; then
-    show_nocodb_log_tail
+  if ! url_ok "$NOCODB_URL/api/v1/health"; then
+    show_log_tail "$NOCODB_LOG"
     stop_nocodb >/dev/null 2>&1 || true
     die "NocoDB no respondió en $NOCODB_URL/api/v1/health en ${NOCODB_START_TIMEOUT} s; se detuvo"
   fi
@@ -732,7 +705,7 @@ cmd_status() {
     rc=3
   fi
   if pid=$(api_pid); then
-    if health_ok; then
+    if url_ok "$API_URL/api/health"; then
       printf 'api:      corriendo   %s (pid %s; documentación %s/docs)\n' "$API_URL" "$pid" "$API_URL"
     else
       printf 'api:      no responde %s (pid %s; ver scripts/setup.sh logs api)\n' "$API_URL" "$pid"
@@ -753,7 +726,7 @@ cmd_status() {
   elif ! nocodb_installed; then
     printf 'nocodb:   no instalado (scripts/setup.sh setup lo instala; necesita npm)\n'
   elif pid=$(nocodb_pid); then
-    if nocodb_health_ok; then
+    if url_ok "$NOCODB_URL/api/v1/health"; then
       printf 'nocodb:   corriendo   %s (pid %s)\n' "$NOCODB_URL" "$pid"
     else
       printf 'nocodb:   no responde %s (pid %s; ver scripts/setup.sh logs nocodb)\n' "$NOCODB_URL" "$pid"
