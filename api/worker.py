@@ -23,7 +23,7 @@ log = logging.getLogger("crm.worker")
 MAX_PAUSA_ERROR = 30.0  # seconds between retries while the database is unreachable
 
 
-async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int = 50) -> None:
+async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int = salientes.LIMITE) -> None:
     """Run until `detener` is set (or SIGTERM/SIGINT arrives)."""
     detener = detener or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -633,7 +633,6 @@ CREATE TABLE crm.salientes (
   FOREIGN KEY (marca_id, canal_id) REFERENCES crm.canales (marca_id, id),
   FOREIGN KEY (marca_id, en_respuesta_a) REFERENCES crm.interacciones (marca_id, id)
 );
-CREATE INDEX salientes_por_enviar ON crm.salientes (marca_id, proximo_intento) WHERE estado = 'en_cola';
 CREATE INDEX salientes_id_externo ON crm.salientes (marca_id, id_externo);
 CREATE INDEX salientes_creacion ON crm.salientes (marca_id, created_at);
 -- per customer: NocoDB counts a customer's messages and alerts on every grid row
@@ -956,8 +955,17 @@ CREATE VIEW reporting.resumen_mensajes_dia WITH (security_invoker = true) AS
 
 GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO crm_ejecutivo, crm_marca, crm_api;
 
+-- ---------------------------------------------------------------- ingesta 0004
+-- The worker's claim (api/services/salientes.py, _RECLAMAR) walks the queue in the order
+-- it sends it and checks that no earlier reply to the same customer is still queued. Both
+-- lookups are partial indexes over the queued rows alone: the claim walked the sent ones
+-- too, and at 100,000 rows it took a whole core.
+CREATE INDEX salientes_por_enviar ON crm.salientes (marca_id, proximo_intento, id) WHERE estado = 'en_cola';
+CREATE INDEX salientes_cola_cliente ON crm.salientes (marca_id, cliente_id, id) WHERE estado = 'en_cola';
+
 INSERT INTO crm.migraciones (version, nombre) VALUES (1, 'nucleo');
 INSERT INTO crm.migraciones (version, nombre) VALUES (2, 'whatsapp');
 INSERT INTO crm.migraciones (version, nombre) VALUES (3, 'reporting');
+INSERT INTO crm.migraciones (version, nombre) VALUES (4, 'ingesta');
 
 RESET ROLE;

@@ -37,8 +37,31 @@ _DETAIL = text(f"""
       FROM crm.pedidos p WHERE p.id = :id""")
 
 
+# An order and its items in one statement. The items' BEFORE trigger captures each price,
+# so their RETURNING already carries it; the order's total (kept by the items' statement
+# trigger, which runs after this statement) is their sum.
+_INSERTAR = text("""
+    WITH pedido AS (
+      INSERT INTO crm.pedidos (cliente_id, canal, nota) VALUES (:c, :canal, :nota) RETURNING id),
+    items AS (
+      INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad)
+      SELECT pedido.id, x.producto_id, x.cantidad
+        FROM pedido, unnest(CAST(:prods AS bigint[]), CAST(:cants AS int[])) WITH ORDINALITY
+             AS x(producto_id, cantidad, n)
+       ORDER BY x.n
+      RETURNING id, producto_id, cantidad, precio_unitario, subtotal)
+    SELECT pedido.id,
+           (SELECT coalesce(sum(subtotal), 0) FROM items) AS total,
+           (SELECT json_agg(json_build_object(
+                     'id', i.id, 'producto_id', i.producto_id, 'producto', pr.nombre, 'cantidad', i.cantidad,
+                     'precio_unitario', i.precio_unitario, 'subtotal', i.subtotal) ORDER BY i.id)
+              FROM items i JOIN crm.productos pr ON pr.id = i.producto_id) AS items
+      FROM pedido""")
+
+
 async def create(db, cliente_id: int, canal: str, items: list[tuple[int, int]], nota: str | None = None):
-    """items: (producto_id, cantidad). Returns the order as `get` does (items, history)."""
+    """items: (producto_id, cantidad). Checks them first, to name the offending field;
+    returns the order as `get` does (items, history)."""
     if not items:
         raise campo("items", "el pedido necesita al menos un ítem")
     for i, (_, cantidad) in enumerate(items):
@@ -53,15 +76,17 @@ async def create(db, cliente_id: int, canal: str, items: list[tuple[int, int]], 
             raise campo(f"items[{i}].producto_id", f"no existe el producto {producto_id} en esta marca")
         if not activo:
             raise campo(f"items[{i}].producto_id", f"el producto {producto_id} no está activo")
-    pedido_id = (await db.execute(
-        text("INSERT INTO crm.pedidos (cliente_id, canal, nota) VALUES (:c, :canal, :nota) RETURNING id"),
-        {"c": cliente_id, "canal": canal, "nota": nota})).scalar_one()
-    await db.execute(text(
-        "INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad) "
-        "SELECT :p, x.producto_id, x.cantidad FROM unnest(CAST(:prods AS bigint[]), CAST(:cants AS int[])) "
-        "AS x(producto_id, cantidad)"),
-        {"p": pedido_id, "prods": [p for p, _ in items], "cants": [c for _, c in items]})
-    return await get(db, pedido_id)
+    pedido = await insertar(db, cliente_id, canal, items, nota)
+    return await get(db, pedido.id)
+
+
+async def insertar(db, cliente_id: int, canal: str, items: list[tuple[int, int]], nota: str | None = None):
+    """Write a pending order with its items, in one statement, without checking the inputs
+    first (the database still refuses what breaks its rules). For callers whose items come
+    from the brand's active catalog and whose customer exists (the WhatsApp flow). Returns
+    id, total and items (dicts with producto, cantidad, precio_unitario, subtotal)."""
+    return (await db.execute(_INSERTAR, {"c": cliente_id, "canal": canal, "nota": nota,
+                                         "prods": [p for p, _ in items], "cants": [c for _, c in items]})).one()
 
 
 async def get(db, pedido_id: int):

@@ -6,10 +6,11 @@ happened to it (`aplicar_estado`), and send what is due (`despachar`, run by `cr
   24 hours old; outside it, only an approved template (`crm.plantillas`). Anything else is
   recorded as `fallido` at once, with the reason, and never sent.
 - Claiming: each batch locks due rows with `FOR UPDATE SKIP LOCKED` and leases them
-  (`proximo_intento` moves `ARRIENDO` seconds ahead) in one short transaction, so two
+  (`proximo_intento` moves `ARRIENDO` seconds ahead) in one short statement, so two
   workers never take the same row and no transaction stays open while a provider answers.
-  Each result is then written in its own transaction as soon as the provider answers (a
-  delivery status may arrive seconds later and must find the provider's id).
+  Each result is written as soon as the provider answers (a delivery status may arrive
+  seconds later and must find the provider's id); sends that finish together are
+  written together (`_Registro`).
 - Order per customer: a row is due only when no earlier row to the same customer is still
   queued, so a reply never overtakes the one before it (a retry holds the ones after it).
 - Retries: a retryable failure (timeout, 429, 5xx...) waits min(2**intentos, 3600) s and
@@ -42,7 +43,8 @@ log = logging.getLogger("crm.salientes")
 MAX_INTENTOS = 8
 MAX_ESPERA = 3600  # seconds: the longest backoff between two attempts
 ARRIENDO = 300  # seconds a claimed row stays reserved to its worker
-CONCURRENCIA = 8  # sends in flight at once (always to different customers)
+LIMITE = 200  # rows claimed per brand and turn
+CONCURRENCIA = 32  # sends in flight at once (always to different customers)
 ACTOR = "worker:salientes"
 LIBRES = ("texto", "lista", "botones")  # free-form: only inside the 24-hour window
 FUERA_DE_VENTANA = "fuera de la ventana de 24 horas: solo plantillas aprobadas"
@@ -61,14 +63,23 @@ _VENTANA = text("""
                     false) AS abierta,
            EXISTS (SELECT 1 FROM crm.plantillas WHERE nombre = :plantilla AND aprobada) AS aprobada""")
 
-_INSERTAR = text("""
-    INSERT INTO crm.salientes (cliente_id, canal_id, telefono, respuesta, estado, error, en_respuesta_a)
-    VALUES (:cliente, :canal, :telefono, CAST(:respuesta AS jsonb), :estado, :error, :en_respuesta_a)
-    RETURNING id""")
+# The outbox row and, when it will be sent, the outgoing interaction: one statement.
+_ENCOLAR = text("""
+    WITH saliente AS (
+      INSERT INTO crm.salientes (cliente_id, canal_id, telefono, respuesta, estado, error, en_respuesta_a)
+      VALUES (:cliente, :canal, :telefono, CAST(:respuesta AS jsonb), :estado, :error, :en_respuesta_a)
+      RETURNING id),
+    interaccion AS (
+      INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido)
+      SELECT :cliente, 'whatsapp', 'saliente', 'mensaje', :contenido WHERE :estado = 'en_cola')
+    SELECT id FROM saliente""")
 
-_INTERACCION = text("""
-    INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido)
-    VALUES (:cliente, 'whatsapp', 'saliente', 'mensaje', :contenido)""")
+
+def _fila(cliente_id: int, canal_id: int, telefono: str, respuesta: Respuesta, en_respuesta_a: int | None,
+          error: str | None) -> dict[str, Any]:
+    return {"cliente": cliente_id, "canal": canal_id, "telefono": telefono,
+            "respuesta": _json.encode(respuesta).decode(), "estado": "fallido" if error else "en_cola",
+            "error": error, "en_respuesta_a": en_respuesta_a, "contenido": respuesta.texto[:_MAX_CONTENIDO]}
 
 
 def motivo_rechazo(respuesta: Respuesta, ventana_abierta: bool, plantilla_aprobada: bool) -> str | None:
@@ -105,25 +116,19 @@ async def encolar(
             await db.execute(_VENTANA, {"cliente": cliente_id, "plantilla": respuesta.plantilla or ""})
         ).one()
         error = motivo_rechazo(respuesta, ventana.abierta, ventana.aprobada)
-    saliente_id = (
-        await db.execute(
-            _INSERTAR,
-            {
-                "cliente": cliente_id,
-                "canal": canal_id,
-                "telefono": telefono,
-                "respuesta": _json.encode(respuesta).decode(),
-                "estado": "fallido" if error else "en_cola",
-                "error": error,
-                "en_respuesta_a": en_respuesta_a,
-            },
-        )
-    ).scalar_one()
+    fila = _fila(cliente_id, canal_id, telefono, respuesta, en_respuesta_a, error)
+    saliente_id = (await db.execute(_ENCOLAR, fila)).scalar_one()
     if error:
         log.warning("saliente %s al cliente %s no se enviará: %s", saliente_id, cliente_id, error)
-    else:
-        await db.execute(_INTERACCION, {"cliente": cliente_id, "contenido": respuesta.texto[:_MAX_CONTENIDO]})
     return saliente_id
+
+
+def encolar_respuesta(db: Conn, *, cliente_id: int, canal_id: int, telefono: str, respuesta: Respuesta,
+                      en_respuesta_a: int) -> None:
+    """Queue the reply to the inbound message `en_respuesta_a`, recorded in this same
+    transaction: the customer's window is open. The write is deferred (`Conn.diferir`):
+    it reaches the database with the transaction's next statement or its COMMIT."""
+    db.diferir(_ENCOLAR, _fila(cliente_id, canal_id, telefono, respuesta, en_respuesta_a, None))
 
 
 # ---------------------------------------------------------------- delivery statuses
@@ -158,33 +163,39 @@ async def aplicar_estado(db: Conn, estado: Estado) -> int:
 
 _MARCAS = text("SELECT id FROM crm.marcas ORDER BY id")
 
-# Due rows of the bound brand, oldest first, at most one per customer (the oldest queued):
-# a reply never overtakes an earlier one still waiting or being retried.
+# Claim: due rows of the bound brand, oldest first, at most one per customer (the oldest
+# queued: a reply never overtakes an earlier one still waiting, being sent or retried),
+# leased in the same statement. Both lookups are partial indexes over the queue alone
+# (salientes_por_enviar, salientes_cola_cliente), so a claim costs the same with ten
+# rows sent or ten million. The per-customer check is a correlated subquery and the
+# lease finds its rows by `= ANY(ARRAY(...))`: both are index lookups whatever the plan
+# cache believes about the queue's size (a generic plan that costed the queue at one row
+# once turned this statement into a 9-second nested loop over the whole table).
 _RECLAMAR = text("""
-    SELECT s.id, s.cliente_id, s.telefono, s.respuesta::text AS respuesta, s.intentos,
-           c.proveedor, c.identificador
-      FROM crm.salientes s
-      JOIN crm.canales c ON c.marca_id = s.marca_id AND c.id = s.canal_id
-     WHERE s.estado = 'en_cola' AND s.proximo_intento <= now()
-       AND NOT EXISTS (SELECT 1 FROM crm.salientes p
-                        WHERE p.marca_id = s.marca_id AND p.cliente_id = s.cliente_id
-                          AND p.estado = 'en_cola' AND p.id < s.id)
-     ORDER BY s.id
-     LIMIT :limite
-       FOR UPDATE OF s SKIP LOCKED""")
-
-_ARRENDAR = text("""
-    UPDATE crm.salientes SET proximo_intento = now() + make_interval(secs => :segundos)
-     WHERE id = ANY(:ids)""")
+    WITH debidas AS (
+      SELECT s.id FROM crm.salientes s
+       WHERE s.estado = 'en_cola' AND s.proximo_intento <= now()
+         AND s.id = (SELECT min(p.id) FROM crm.salientes p
+                      WHERE p.marca_id = s.marca_id AND p.cliente_id = s.cliente_id AND p.estado = 'en_cola')
+       ORDER BY s.proximo_intento, s.id
+       LIMIT :limite
+         FOR UPDATE OF s SKIP LOCKED)
+    UPDATE crm.salientes s SET proximo_intento = now() + make_interval(secs => :segundos)
+      FROM crm.canales c
+     WHERE s.id = ANY (ARRAY(SELECT id FROM debidas)) AND c.marca_id = s.marca_id AND c.id = s.canal_id
+    RETURNING s.id, s.cliente_id, s.telefono, s.respuesta::text AS respuesta, s.intentos,
+              c.proveedor, c.identificador""")
 
 _LIBERAR = text(
     "UPDATE crm.salientes SET proximo_intento = now() WHERE id = ANY(:ids) AND estado = 'en_cola'"
 )
 
-_ENVIADO = text("""
-    UPDATE crm.salientes SET estado = 'enviado', id_externo = :id_externo, proveedor = :proveedor,
-           enviado_en = now(), intentos = intentos + 1, error = NULL
-     WHERE id = :id""")
+_ENVIADOS = text("""
+    UPDATE crm.salientes s SET estado = 'enviado', id_externo = x.id_externo, proveedor = x.proveedor,
+           enviado_en = now(), intentos = s.intentos + 1, error = NULL
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:externos AS text[]), CAST(:proveedores AS text[]))
+           AS x(id, id_externo, proveedor)
+     WHERE s.id = x.id""")
 
 _REINTENTO = text("""
     UPDATE crm.salientes SET intentos = :intentos, proveedor = :proveedor, error = :error,
@@ -266,13 +277,13 @@ async def cerrar(envs: dict[str, Enviador]) -> None:
             await cerrar_uno()
 
 
-async def despachar(database: Database, enviadores: dict[str, Enviador], limite: int = 50) -> int:
+async def despachar(database: Database, enviadores: dict[str, Enviador], limite: int = LIMITE) -> int:
     """Send what is due in every brand (at most `limite` per brand); returns how many
     messages were attempted (sent, to retry or failed)."""
     return (await despachar_lote(database, enviadores, limite)).intentados
 
 
-async def despachar_lote(database: Database, enviadores: dict[str, Enviador], limite: int = 50) -> Lote:
+async def despachar_lote(database: Database, enviadores: dict[str, Enviador], limite: int = LIMITE) -> Lote:
     async with database.connection() as conn:
         marcas = [r.id for r in await conn.execute(_MARCAS)]
     lote = Lote()
@@ -281,29 +292,67 @@ async def despachar_lote(database: Database, enviadores: dict[str, Enviador], li
     return lote
 
 
+class _Registro:
+    """Records sent rows (the provider's id) as soon as they are sent, in batches: what
+    finished while one batch was being written goes in the next, so at 500 sends/s the
+    worker commits a handful of transactions a second, not 500, and with one send in
+    flight each row is still written the moment its provider answers."""
+
+    def __init__(self, database: Database, marca_id: int) -> None:
+        self.database, self.marca_id = database, marca_id
+        self.pendientes: list[tuple[int, str, str]] = []
+        self.hay = asyncio.Event()
+        self.cerrado = False
+
+    def agregar(self, saliente_id: int, id_externo: str, proveedor: str) -> None:
+        self.pendientes.append((saliente_id, id_externo, proveedor))
+        self.hay.set()
+
+    def cerrar(self) -> None:
+        self.cerrado = True
+        self.hay.set()
+
+    async def correr(self) -> None:
+        while True:
+            await self.hay.wait()
+            self.hay.clear()
+            lote, self.pendientes = self.pendientes, []
+            if lote:
+                ids, externos, proveedores = (list(c) for c in zip(*lote, strict=True))
+                async with self.database.transaction(self.marca_id, ACTOR) as db:
+                    await db.execute(_ENVIADOS, {"ids": ids, "externos": externos, "proveedores": proveedores})
+            if self.cerrado and not self.pendientes:
+                return
+
+
 async def _despachar_marca(
     database: Database, marca_id: int, enviadores: dict[str, Enviador], limite: int, lote: Lote
 ) -> None:
     async with database.transaction(marca_id, ACTOR) as db:
-        filas = (await db.execute(_RECLAMAR, {"limite": limite})).all()
-        if not filas:
-            return
-        await db.execute(_ARRENDAR, {"ids": [f.id for f in filas], "segundos": ARRIENDO})
+        filas = (await db.execute(_RECLAMAR, {"limite": limite, "segundos": ARRIENDO})).all()
+    if not filas:
+        return
 
     # Every send ends within its provider's timeout; past half the lease, what has not
     # started is handed back (due now) rather than risk another worker taking it too.
     limite_tiempo = time.monotonic() + ARRIENDO / 2
     turnos = asyncio.Semaphore(CONCURRENCIA)
     no_iniciados: list[int] = []
+    registro = _Registro(database, marca_id)
+    registrando = asyncio.create_task(registro.correr())
 
     async def uno(fila: Any) -> None:
         async with turnos:
             if time.monotonic() > limite_tiempo:
                 no_iniciados.append(fila.id)
                 return
-            await _enviar_y_registrar(database, marca_id, fila, enviadores, lote)
+            await _enviar_y_registrar(database, marca_id, fila, enviadores, lote, registro)
 
-    resultados = await asyncio.gather(*(uno(f) for f in filas), return_exceptions=True)
+    try:
+        resultados = await asyncio.gather(*(uno(f) for f in filas), return_exceptions=True)
+    finally:
+        registro.cerrar()
+        await registrando  # a failure to record (the database went away) surfaces here
     if no_iniciados:
         async with database.transaction(marca_id, ACTOR) as db:
             await db.execute(_LIBERAR, {"ids": no_iniciados})
@@ -321,7 +370,8 @@ def _enviador(enviadores: dict[str, Enviador], proveedor: str) -> Enviador:
 
 
 async def _enviar_y_registrar(
-    database: Database, marca_id: int, fila: Any, enviadores: dict[str, Enviador], lote: Lote
+    database: Database, marca_id: int, fila: Any, enviadores: dict[str, Enviador], lote: Lote,
+    registro: _Registro,
 ) -> None:
     enviador = _enviador(enviadores, fila.proveedor)
     intentos = fila.intentos + 1
@@ -336,13 +386,9 @@ async def _enviar_y_registrar(
         log.exception("saliente %s (marca %s): error inesperado al enviar", fila.id, marca_id)
         error, reintentable = f"interno: {e.__class__.__name__}: {e}", True
     else:
-        async with database.transaction(marca_id, ACTOR) as db:
-            await db.execute(
-                _ENVIADO, {"id": fila.id, "id_externo": id_externo, "proveedor": enviador.nombre}
-            )
+        registro.agregar(fila.id, id_externo, enviador.nombre)
         lote.enviados += 1
         return
-
     params = {"id": fila.id, "intentos": intentos, "proveedor": enviador.nombre, "error": error}
     async with database.transaction(marca_id, ACTOR) as db:
         if reintentable and intentos < MAX_INTENTOS:

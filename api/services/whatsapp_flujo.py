@@ -85,33 +85,38 @@ def bloqueo(canal: Canal, m: Mensaje) -> str:
     return f"whatsapp:{canal.marca_id}:{m.telefono}"
 
 
+# The customer by phone (created with the profile name if new), the inbound interaction
+# deduplicated on the provider's id, and any clarification pending in the conversation:
+# one statement. Under the customer's lock, taken before this statement's snapshot, a
+# customer created by an earlier message is visible to the second branch.
+_ENTRANTE = text("""
+    WITH nuevo AS (
+      INSERT INTO crm.clientes (nombre, telefono, canal_origen) VALUES (:n, :t, 'whatsapp')
+      ON CONFLICT ON CONSTRAINT clientes_telefono_unico DO NOTHING RETURNING id),
+    cliente AS (
+      SELECT id FROM nuevo UNION ALL SELECT id FROM crm.clientes WHERE telefono = :t LIMIT 1),
+    entrante AS (
+      INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido, id_externo, created_at)
+      SELECT id, 'whatsapp', 'entrante', 'mensaje', :contenido, :id, :en FROM cliente
+      ON CONFLICT (marca_id, canal, id_externo) DO NOTHING RETURNING id)
+    SELECT cliente.id AS cliente_id, (SELECT id FROM entrante) AS interaccion_id,
+           (SELECT pendiente FROM crm.conversaciones v WHERE v.cliente_id = cliente.id) AS pendiente
+      FROM cliente""")
+
+
 async def procesar(db, canal: Canal, m: Mensaje, catalogos: Catalogos) -> str:
     """Handle one inbound message, in a transaction that holds `bloqueo(canal, m)`.
     Returns what happened (for logs and the webhook's answer): duplicado, pedido,
     aclaracion, confirmado, cancelado, menu, estado, baja, saludo, alerta, reaccion,
     desconocido."""
-    cliente = await _cliente(db, m)
-    interaccion_id = (await db.execute(text(
-        "INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido, id_externo, created_at) "
-        "VALUES (:c, 'whatsapp', 'entrante', 'mensaje', :contenido, :id, :en) "
-        "ON CONFLICT (marca_id, canal, id_externo) DO NOTHING RETURNING id"),
-        {"c": cliente.id, "contenido": _contenido(m), "id": m.id_externo, "en": m.recibido_en})).scalar()
-    if interaccion_id is None:
-        return "duplicado"
-    flujo = _Conversacion(db, canal, cliente, interaccion_id, catalogos)
-    return await flujo.responder(m)
-
-
-async def _cliente(db, m: Mensaje) -> Cliente:
     nombre = (m.nombre_perfil or "").strip() or f"Cliente WhatsApp {m.telefono}"
-    # Under the customer's lock, taken before this statement's snapshot: a customer
-    # created by an earlier message is visible to the second branch.
-    row = (await db.execute(text(
-        "WITH nuevo AS (INSERT INTO crm.clientes (nombre, telefono, canal_origen) VALUES (:n, :t, 'whatsapp') "
-        "  ON CONFLICT ON CONSTRAINT clientes_telefono_unico DO NOTHING RETURNING id) "
-        "SELECT id FROM nuevo UNION ALL SELECT id FROM crm.clientes WHERE telefono = :t LIMIT 1"),
-        {"n": nombre[:200], "t": m.telefono})).one()
-    return Cliente(row.id, m.telefono)
+    row = (await db.execute(_ENTRANTE, {"n": nombre[:200], "t": m.telefono, "contenido": _contenido(m),
+                                        "id": m.id_externo, "en": m.recibido_en})).one()
+    if row.interaccion_id is None:
+        return "duplicado"
+    flujo = _Conversacion(db, canal, Cliente(row.cliente_id, m.telefono), row.interaccion_id, catalogos,
+                          row.pendiente)
+    return await flujo.responder(m)
 
 
 def _contenido(m: Mensaje) -> str:
@@ -147,9 +152,15 @@ def _pesos(n: int) -> str:
 
 
 class _Conversacion:
-    def __init__(self, db, canal: Canal, cliente: Cliente, interaccion_id: int, catalogos: Catalogos) -> None:
+    """The reply to one message. Writes whose result the flow does not read (the reply in
+    the outbox, an alert, the opt-out, the clarification state) are deferred: they reach
+    the database with the next statement or with COMMIT, in the same round trip."""
+
+    def __init__(self, db, canal: Canal, cliente: Cliente, interaccion_id: int, catalogos: Catalogos,
+                 pendiente: dict | None) -> None:
         self.db, self.canal, self.cliente = db, canal, cliente
         self.interaccion_id, self.catalogos = interaccion_id, catalogos
+        self.pendiente = pendiente  # the clarification awaiting an answer, as read under the lock
 
     async def responder(self, m: Mensaje) -> str:
         if m.tipo == "reaccion":
@@ -181,14 +192,13 @@ class _Conversacion:
 
     async def _enviar(self, respuesta: Respuesta) -> None:
         # A reply to the message just recorded: the customer's 24-hour window is open.
-        await salientes.encolar(self.db, cliente_id=self.cliente.id, canal_id=self.canal.canal_id,
-                                telefono=self.cliente.telefono, respuesta=respuesta,
-                                en_respuesta_a=self.interaccion_id, ventana_abierta=True)
+        salientes.encolar_respuesta(self.db, cliente_id=self.cliente.id, canal_id=self.canal.canal_id,
+                                    telefono=self.cliente.telefono, respuesta=respuesta,
+                                    en_respuesta_a=self.interaccion_id)
 
     async def _alerta(self, motivo: str) -> str:
-        await self.db.execute(text("INSERT INTO crm.alertas (cliente_id, interaccion_id, motivo) "
-                                   "VALUES (:c, :i, :m)"),
-                              {"c": self.cliente.id, "i": self.interaccion_id, "m": motivo})
+        self.db.diferir(text("INSERT INTO crm.alertas (cliente_id, interaccion_id, motivo) VALUES (:c, :i, :m)"),
+                        {"c": self.cliente.id, "i": self.interaccion_id, "m": motivo})
         clave = "acuse" if abierto(self.canal.settings, self.canal.zona_horaria, datetime.now().astimezone()) \
             else "fuera_de_horario"
         await self._enviar(Respuesta("texto", self._mensaje(clave)))
@@ -229,8 +239,8 @@ class _Conversacion:
         return "estado"
 
     async def _baja(self) -> str:
-        await self.db.execute(text("UPDATE crm.clientes SET opt_out_marketing = true WHERE id = :c"),
-                              {"c": self.cliente.id})
+        self.db.diferir(text("UPDATE crm.clientes SET opt_out_marketing = true WHERE id = :c"),
+                        {"c": self.cliente.id})
         await self._enviar(Respuesta("texto", self._mensaje("baja")))
         return "baja"
 
@@ -269,7 +279,7 @@ class _Conversacion:
         if tipo in ("confirmar", "cancelar") and valor.isdigit():
             return await (self._confirmar if tipo == "confirmar" else self._cancelar)(int(valor))
         if tipo == "producto" and valor.isdigit():
-            pendiente = await self._aclaracion()
+            pendiente = self.pendiente
             if pendiente and pendiente["ambiguos"]:
                 primero, *resto = pendiente["ambiguos"]
                 lineas = [*pendiente["lineas"], [int(valor), primero["cantidad"]]]
@@ -304,7 +314,7 @@ class _Conversacion:
         juntas: dict[int, int] = {}
         for producto_id, cantidad in lineas:
             juntas[producto_id] = juntas.get(producto_id, 0) + cantidad
-        row = await pedidos.create(self.db, self.cliente.id, "whatsapp", list(juntas.items()))
+        row = await pedidos.insertar(self.db, self.cliente.id, "whatsapp", list(juntas.items()))
         detalle = "\n".join(f"• {i['cantidad']} x {i['producto']}: {_pesos(i['subtotal'])}" for i in row.items)
         aviso = f"\n(No tenemos: {', '.join(desconocidos)})" if desconocidos else ""
         texto = (f"Tu pedido #{row.id}:\n{detalle}\nTotal: {_pesos(row.total)}{aviso}\n\n"
@@ -313,19 +323,18 @@ class _Conversacion:
                                                         Opcion(f"cancelar:{row.id}", "Cancelar"))))
         return "pedido"
 
-    async def _aclaracion(self) -> dict | None:
-        return (await self.db.execute(text("SELECT pendiente FROM crm.conversaciones WHERE cliente_id = :c"),
-                                      {"c": self.cliente.id})).scalar()
-
     async def _guardar_aclaracion(self, pendiente: dict) -> None:
-        await self.db.execute(text(
+        self.db.diferir(text(
             "INSERT INTO crm.conversaciones (cliente_id, pendiente) VALUES (:c, CAST(:p AS jsonb)) "
             "ON CONFLICT ON CONSTRAINT conversaciones_cliente_unico DO UPDATE SET pendiente = EXCLUDED.pendiente"),
             {"c": self.cliente.id, "p": json.dumps(pendiente)})
+        self.pendiente = pendiente
 
     async def _olvidar_aclaracion(self) -> bool:
-        res = await self.db.execute(text(
-            "UPDATE crm.conversaciones SET pendiente = NULL WHERE cliente_id = :c AND pendiente IS NOT NULL"),
-            {"c": self.cliente.id})
-        return res.rowcount > 0
-
+        """Drop the pending clarification; whether there was one."""
+        if self.pendiente is None:
+            return False
+        self.db.diferir(text("UPDATE crm.conversaciones SET pendiente = NULL WHERE cliente_id = :c"),
+                        {"c": self.cliente.id})
+        self.pendiente = None
+        return True
