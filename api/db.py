@@ -114,14 +114,19 @@ class Conn:
         or with COMMIT, in the same round trip. Its error surfaces there."""
         self._cola.append((_query(statement), params))
 
-    async def execute(self, statement: TextClause | str, params: dict[str, Any] | None = None) -> Result:
+    async def execute(self, statement: TextClause | str, params: dict[str, Any] | None = None, *,
+                      planificar_cada_vez: bool = False) -> Result:
+        """Run one statement (after whatever is queued). `planificar_cada_vez`: never as a
+        prepared statement, so PostgreSQL plans it with the actual values each time (for
+        the few statements whose best plan depends on how many rows qualify right now)."""
         query = _query(statement)
+        prepare = False if planificar_cada_vez else None
         if self._cola:
             async with self.raw.pipeline():
                 await self._enviar_cola()
-                cur = await self.raw.execute(query, params)
+                cur = await self.raw.execute(query, params, prepare=prepare)
         else:
-            cur = await self.raw.execute(query, params)
+            cur = await self.raw.execute(query, params, prepare=prepare)
         rows = await cur.fetchall() if cur.description is not None else []
         return Result(rows, cur.rowcount)
 

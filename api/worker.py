@@ -2,9 +2,11 @@
 summaries the dashboards read (resumen.refrescar()) every CRM_REFRESCO_RESUMEN seconds.
 
 Each turn sends what is due in every brand (`salientes.despachar_lote`); when nothing was
-due it sleeps `CRM_WORKER_INTERVAL` seconds. SIGTERM or SIGINT stop it after the batch in
-progress. Several workers may run at once: rows are claimed with SKIP LOCKED, never sent
-twice. It connects as the API's role, so row-level security applies to it too.
+due it sleeps `CRM_WORKER_INTERVAL` seconds, and after a turn with no full batch anywhere
+it waits `PAUSA_PARCIAL` (a reply waits at most that long more; a backlog none). SIGTERM
+or SIGINT stop it after the batch in progress. Several workers may run at once: rows are
+claimed with SKIP LOCKED, never sent twice. It connects as the API's role, so row-level
+security applies to it too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .services import resumen, salientes
 log = logging.getLogger("crm.worker")
 
 MAX_PAUSA_ERROR = 30.0  # seconds between retries while the database is unreachable
+PAUSA_PARCIAL = 0.1  # seconds between turns that found some replies due but no full batch
 
 
 async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int = salientes.LIMITE) -> None:
@@ -61,8 +64,13 @@ async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int 
             errores = 0
             if lote.intentados:
                 log.info("worker: %s", lote)
-            else:
+            if not lote.intentados:
                 await _esperar(detener, s.worker_interval)
+            elif not lote.lleno:
+                # A trickle, not a backlog: gather a little before the next turn, so a steady
+                # stream costs a few claims a second and not hundreds (each turn claims in
+                # every brand).
+                await _esperar(detener, min(PAUSA_PARCIAL, s.worker_interval))
     finally:
         for sig in senales:
             loop.remove_signal_handler(sig)

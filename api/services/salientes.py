@@ -163,18 +163,19 @@ async def aplicar_estado(db: Conn, estado: Estado) -> int:
 
 _MARCAS = text("SELECT id FROM crm.marcas ORDER BY id")
 
-# Claim: due rows of the bound brand, oldest first, at most one per customer (the oldest
-# queued: a reply never overtakes an earlier one still waiting, being sent or retried),
-# leased in the same statement. Both lookups are partial indexes over the queue alone
-# (salientes_por_enviar, salientes_cola_cliente), so a claim costs the same with ten
-# rows sent or ten million. The per-customer check is a correlated subquery and the
-# lease finds its rows by `= ANY(ARRAY(...))`: both are index lookups whatever the plan
-# cache believes about the queue's size (a generic plan that costed the queue at one row
-# once turned this statement into a 9-second nested loop over the whole table).
+# Claim: due rows of the brand, oldest first, at most one per customer (the oldest queued:
+# a reply never overtakes an earlier one still waiting, being sent or retried), leased in
+# the same statement. Both lookups are partial indexes over the queue alone
+# (salientes_por_enviar, salientes_cola_cliente), so a claim costs the same with ten rows
+# sent or ten million. The queue is a few rows in a table of millions and its size swings
+# by the second, so this statement is planned afresh each time with the brand named
+# (`planificar_cada_vez`): a cached generic plan once scanned the whole table for it, and
+# the per-customer check is a correlated subquery and the lease an `= ANY(ARRAY(...))`,
+# index lookups in any plan.
 _RECLAMAR = text("""
     WITH debidas AS (
       SELECT s.id FROM crm.salientes s
-       WHERE s.estado = 'en_cola' AND s.proximo_intento <= now()
+       WHERE s.marca_id = :marca AND s.estado = 'en_cola' AND s.proximo_intento <= now()
          AND s.id = (SELECT min(p.id) FROM crm.salientes p
                       WHERE p.marca_id = s.marca_id AND p.cliente_id = s.cliente_id AND p.estado = 'en_cola')
        ORDER BY s.proximo_intento, s.id
@@ -182,7 +183,8 @@ _RECLAMAR = text("""
          FOR UPDATE OF s SKIP LOCKED)
     UPDATE crm.salientes s SET proximo_intento = now() + make_interval(secs => :segundos)
       FROM crm.canales c
-     WHERE s.id = ANY (ARRAY(SELECT id FROM debidas)) AND c.marca_id = s.marca_id AND c.id = s.canal_id
+     WHERE s.marca_id = :marca AND s.id = ANY (ARRAY(SELECT id FROM debidas))
+       AND c.marca_id = s.marca_id AND c.id = s.canal_id
     RETURNING s.id, s.cliente_id, s.telefono, s.respuesta::text AS respuesta, s.intentos,
               c.proveedor, c.identificador""")
 
@@ -214,6 +216,7 @@ class Lote:
     enviados: int = 0
     reintentos: int = 0
     fallidos: int = 0
+    lleno: bool = False  # some brand had a whole batch due: more may be waiting
 
     @property
     def intentados(self) -> int:
@@ -329,9 +332,11 @@ async def _despachar_marca(
     database: Database, marca_id: int, enviadores: dict[str, Enviador], limite: int, lote: Lote
 ) -> None:
     async with database.transaction(marca_id, ACTOR) as db:
-        filas = (await db.execute(_RECLAMAR, {"limite": limite, "segundos": ARRIENDO})).all()
+        filas = (await db.execute(_RECLAMAR, {"marca": marca_id, "limite": limite, "segundos": ARRIENDO},
+                                  planificar_cada_vez=True)).all()
     if not filas:
         return
+    lote.lleno = lote.lleno or len(filas) >= limite
 
     # Every send ends within its provider's timeout; past half the lease, what has not
     # started is handed back (due now) rather than risk another worker taking it too.
