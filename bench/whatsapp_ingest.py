@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/whatsapp_ingest.py [--deliveries 20000] [--customers 2000]
                                               [--concurrency 32] [--port 8096] [--phase both]
+                                              [--api-workers 1]
 
 Needs the demo data (gollos' Meta channel and catalog). Starts `crm serve --workers 1` on
 its own port with a bench app secret, then sends deliveries signed exactly as Meta signs
@@ -110,14 +111,31 @@ def counts(owner_url: str, run: str, phones: list[str], since: float) -> tuple[i
     return inbound, orders
 
 
-def start_server(port: int) -> subprocess.Popen:
+def outbox_drain(owner_url: str, phones: list[str], since: float, limit: float = 300.0) -> tuple[int, int, float | None]:
+    """Wait for the outbox worker (`crm worker`, started by setup.sh) to send the replies to
+    these customers: (replies, still queued, seconds it took after the last delivery)."""
+    t0 = time.monotonic()
+    query = ("SELECT count(*), count(*) FILTER (WHERE s.estado = 'en_cola') FROM crm.salientes s "
+             "JOIN crm.clientes c ON c.marca_id = s.marca_id AND c.id = s.cliente_id "
+             "WHERE c.telefono = ANY(%s) AND s.created_at >= to_timestamp(%s)")
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        while True:
+            total, queued = conn.execute(query, (phones, since)).fetchone()
+            if queued == 0:
+                return total, 0, time.monotonic() - t0
+            if time.monotonic() - t0 > limit:
+                return total, queued, None
+            time.sleep(0.2)
+
+
+def start_server(port: int, workers: int = 1) -> subprocess.Popen:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise SystemExit(f"port {port} is in use: another server would answer this bench")
     env = {**os.environ, "WHATSAPP_APP_SECRET": SECRET, "CRM_LOG_LEVEL": "warning"}
     log = open(ROOT / ".data" / "bench-whatsapp.log", "a")
-    proc = subprocess.Popen([CRM, "serve", "--port", str(port), "--workers", "1"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([CRM, "serve", "--port", str(port), "--workers", str(workers)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -165,12 +183,13 @@ def request_bytes(body: bytes, signature: str) -> bytes:
             b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
-async def send_all(port: int, deliveries: list, concurrency: int, crash_at: float | None) -> dict:
+async def send_all(port: int, deliveries: list, concurrency: int, crash_at: float | None,
+                   api_workers: int = 1) -> dict:
     queue: asyncio.Queue = asyncio.Queue()
     for wamid, _, body, sig in deliveries:
         queue.put_nowait(request_bytes(body, sig))
     latencies, failures, done = [], 0, 0
-    state = {"proc": start_server(port), "crashed": False, "restarting": asyncio.Event()}
+    state = {"proc": start_server(port, api_workers), "crashed": False, "restarting": asyncio.Event()}
     state["restarting"].set()
     total = len(deliveries)
 
@@ -195,9 +214,9 @@ async def send_all(port: int, deliveries: list, concurrency: int, crash_at: floa
                 if crash_at is not None and not state["crashed"] and done >= crash_at * total:
                     state["crashed"] = True
                     state["restarting"].clear()
-                    state["proc"].send_signal(signal.SIGKILL)
+                    os.killpg(state["proc"].pid, signal.SIGKILL)  # the server and its workers
                     state["proc"].wait()
-                    state["proc"] = await asyncio.to_thread(start_server, port)
+                    state["proc"] = await asyncio.to_thread(start_server, port, api_workers)
                     state["restarting"].set()
             else:
                 failures += 1
@@ -207,7 +226,7 @@ async def send_all(port: int, deliveries: list, concurrency: int, crash_at: floa
     t0 = time.perf_counter()
     await asyncio.gather(*[sender() for _ in range(concurrency)])
     elapsed = time.perf_counter() - t0
-    state["proc"].terminate()
+    os.killpg(state["proc"].pid, signal.SIGTERM)
     state["proc"].wait(10)
     latencies.sort()
     return {"elapsed": elapsed, "p50_ms": 1000 * statistics.median(latencies),
@@ -219,15 +238,18 @@ def run_phase(name: str, args, pnid: str, owner_url: str, crash_at: float | None
     deliveries, texts, phones = plan(run, pnid, args.deliveries, args.customers, seed=1 if crash_at is None else 2)
     expected = expected_orders(texts, owner_url)
     since = time.time() - 1
-    r = asyncio.run(send_all(args.port, deliveries, args.concurrency, crash_at))
+    r = asyncio.run(send_all(args.port, deliveries, args.concurrency, crash_at, args.api_workers))
     inbound, orders = counts(owner_url, run, phones, since)
+    replies, queued, drain = outbox_drain(owner_url, phones, since)
     unique = len(texts)
     print(f"{name}: {len(deliveries)} deliveries ({unique} unique, {len(deliveries) - unique} redelivered), "
-          f"{args.concurrency} senders, 1 worker")
+          f"{args.concurrency} senders, {args.api_workers} API process(es), 1 outbox worker")
     print(f"  {unique / r['elapsed']:7.0f} messages/s committed   p50 {r['p50_ms']:6.1f} ms   "
           f"p99 {r['p99_ms']:6.1f} ms   ({r['elapsed']:.1f} s, {r['resent']} sent again after no 200)")
     print(f"  count check: interactions {inbound} = unique messages {unique}: {inbound == unique};  "
           f"orders {orders} = order messages {expected}: {orders == expected}")
+    print(f"  outbox: {replies} replies; " + (f"all sent {drain:.1f} s after the last delivery" if drain is not None
+          else f"{queued} still queued after 300 s (is `crm worker` running? scripts/setup.sh start)"))
 
 
 def main() -> int:
@@ -237,6 +259,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--port", type=int, default=8096)
     ap.add_argument("--phase", choices=["normal", "crash", "both"], default="both")
+    ap.add_argument("--api-workers", type=int, default=1, help="API processes (crm serve --workers)")
     args = ap.parse_args()
     s = settings()
     owner_url = roles.role_url(roles.OWNER, s)
