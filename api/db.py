@@ -103,11 +103,12 @@ def _query(statement: TextClause | str) -> str:
 class Conn:
     """One connection of the pool, inside the request's transaction."""
 
-    __slots__ = ("_cola", "raw")
+    __slots__ = ("_cola", "_inicio", "raw")
 
-    def __init__(self, raw: AsyncConnection, cola: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(self, raw: AsyncConnection, inicio: list[tuple[str, Any]] | None = None) -> None:
         self.raw = raw
-        self._cola: list[tuple[str, Any]] = cola if cola is not None else []
+        self._inicio = inicio or []  # BEGIN and the binding, until they are sent
+        self._cola: list[tuple[str, Any]] = []  # deferred writes
 
     def diferir(self, statement: TextClause | str, params: dict[str, Any] | None = None) -> None:
         """Queue a write whose result is not needed: it is sent with the next statement,
@@ -121,7 +122,7 @@ class Conn:
         the few statements whose best plan depends on how many rows qualify right now)."""
         query = _query(statement)
         prepare = False if planificar_cada_vez else None
-        if self._cola:
+        if self._inicio or self._cola:
             async with self.raw.pipeline():
                 await self._enviar_cola()
                 cur = await self.raw.execute(query, params, prepare=prepare)
@@ -131,12 +132,15 @@ class Conn:
         return Result(rows, cur.rowcount)
 
     async def _enviar_cola(self) -> None:
-        cola, self._cola = self._cola, []
+        cola, self._inicio, self._cola = self._inicio + self._cola, [], []
         for query, params in cola:
             await self.raw.execute(query, params)
 
     async def _confirmar(self) -> None:
-        """What is still queued, then COMMIT: one round trip."""
+        """What is still queued, then COMMIT: one round trip. Nothing at all when nothing
+        was asked of the database (BEGIN was never sent)."""
+        if self._inicio and not self._cola:
+            return
         if not self._cola:
             await self.raw.execute("COMMIT")
             return
@@ -193,8 +197,6 @@ class Database:
             conn = Conn(raw, [("BEGIN", None), bind])
             try:
                 yield conn
-                if len(conn._cola) == 2 and conn._cola[0][0] == "BEGIN":
-                    return  # nothing was asked of the database: no transaction to end
                 await conn._confirmar()
             except BaseException:
                 if raw.info.transaction_status != TransactionStatus.IDLE:

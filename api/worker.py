@@ -62,11 +62,11 @@ async def correr(s: Settings, detener: asyncio.Event | None = None, limite: int 
                 await _esperar(detener, pausa)
                 continue
             errores = 0
-            if lote.intentados:
-                log.info("worker: %s", lote)
             if not lote.intentados:
                 await _esperar(detener, s.worker_interval)
-            elif not lote.lleno:
+                continue
+            log.info("worker: %s", lote)
+            if not lote.lleno:
                 # A trickle, not a backlog: gather a little before the next turn, so a steady
                 # stream costs a few claims a second and not hundreds (each turn claims in
                 # every brand).

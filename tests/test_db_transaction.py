@@ -63,42 +63,35 @@ def test_a_deferred_write_is_visible_to_the_next_statement(settings, brand_a):
     assert correr(settings, caso) == 1
 
 
-def test_a_failing_deferred_write_undoes_the_whole_transaction(settings, brand_a):
-    motivo = "no debe quedar"
+async def _falla_una_escritura_diferida(db, brand, motivo):
+    await db.execute(INSERTAR_ALERTA, alerta(brand, motivo))
+    db.diferir(INSERTAR_ALERTA, alerta(brand, motivo))
+    db.diferir(INSERTAR_ALERTA, alerta(brand, motivo, interaccion=-1))  # no such interaction
+
+
+async def _falla_la_sentencia_siguiente(db, brand, motivo):
+    db.diferir(INSERTAR_ALERTA, alerta(brand, motivo))
+    await db.execute("SELECT 1 / 0")
+
+
+async def _falla_python(db, brand, motivo):
+    db.diferir(INSERTAR_ALERTA, alerta(brand, motivo))
+    raise RuntimeError("falla del flujo")
+
+
+@pytest.mark.parametrize(("falla", "error"), [
+    (_falla_una_escritura_diferida, errors.ForeignKeyViolation),  # undoes the statements before it too
+    (_falla_la_sentencia_siguiente, errors.DivisionByZero),
+    (_falla_python, RuntimeError),  # the deferred write is never sent
+])
+def test_a_failure_anywhere_leaves_nothing_written(settings, brand_a, falla, error):
+    motivo = f"no debe quedar: {falla.__name__}"
 
     async def caso(database):
         async with database.transaction(brand_a.id, "test") as db:
-            await db.execute(INSERTAR_ALERTA, alerta(brand_a, motivo))
-            db.diferir(INSERTAR_ALERTA, alerta(brand_a, motivo))
-            db.diferir(INSERTAR_ALERTA, alerta(brand_a, motivo, interaccion=-1))  # no such interaction
+            await falla(db, brand_a, motivo)
 
-    with pytest.raises(errors.ForeignKeyViolation):
-        correr(settings, caso)
-    assert contar(settings, brand_a, motivo) == 0
-
-
-def test_a_failing_statement_after_deferred_writes_undoes_them(settings, brand_a):
-    motivo = "tampoco debe quedar"
-
-    async def caso(database):
-        async with database.transaction(brand_a.id, "test") as db:
-            db.diferir(INSERTAR_ALERTA, alerta(brand_a, motivo))
-            await db.execute("SELECT 1 / 0")
-
-    with pytest.raises(errors.DivisionByZero):
-        correr(settings, caso)
-    assert contar(settings, brand_a, motivo) == 0
-
-
-def test_an_error_in_python_after_deferring_writes_sends_nothing(settings, brand_a):
-    motivo = "nunca enviada"
-
-    async def caso(database):
-        async with database.transaction(brand_a.id, "test") as db:
-            db.diferir(INSERTAR_ALERTA, alerta(brand_a, motivo))
-            raise RuntimeError("falla del flujo")
-
-    with pytest.raises(RuntimeError):
+    with pytest.raises(error):
         correr(settings, caso)
     assert contar(settings, brand_a, motivo) == 0
 

@@ -264,7 +264,7 @@ class _Conversacion:
         return "confirmado"
 
     async def _cancelar(self, pedido_id: int | None) -> str:
-        had_pending = await self._olvidar_aclaracion()
+        had_pending = self._olvidar_aclaracion()
         row = await self._pendiente_whatsapp(pedido_id)
         if row is None:
             texto = "Listo, descartamos ese pedido." if had_pending else "No tienes pedidos por cancelar."
@@ -303,14 +303,14 @@ class _Conversacion:
     async def _seguir(self, lineas: list, ambiguos: list, desconocidos: list) -> str:
         """Ask about the next ambiguous item, or create the order when none is left."""
         if ambiguos:
-            await self._guardar_aclaracion({"lineas": lineas, "ambiguos": ambiguos, "desconocidos": desconocidos})
+            self._guardar_aclaracion({"lineas": lineas, "ambiguos": ambiguos, "desconocidos": desconocidos})
             _, productos = await self.catalogos.de(self.db, self.canal.marca_id)
             a = ambiguos[0]
             opciones = tuple(Opcion(f"producto:{pid}", productos[pid].nombre, _pesos(productos[pid].precio))
                              for pid in a["candidatos"][:10] if pid in productos)
             await self._enviar(Respuesta("lista", f"¿Cuál «{a['fragmento']}» quieres?", opciones, "Elegir"))
             return "aclaracion"
-        await self._olvidar_aclaracion()
+        self._olvidar_aclaracion()
         juntas: dict[int, int] = {}
         for producto_id, cantidad in lineas:
             juntas[producto_id] = juntas.get(producto_id, 0) + cantidad
@@ -323,14 +323,14 @@ class _Conversacion:
                                                         Opcion(f"cancelar:{row.id}", "Cancelar"))))
         return "pedido"
 
-    async def _guardar_aclaracion(self, pendiente: dict) -> None:
+    def _guardar_aclaracion(self, pendiente: dict) -> None:
         self.db.diferir(text(
             "INSERT INTO crm.conversaciones (cliente_id, pendiente) VALUES (:c, CAST(:p AS jsonb)) "
             "ON CONFLICT ON CONSTRAINT conversaciones_cliente_unico DO UPDATE SET pendiente = EXCLUDED.pendiente"),
             {"c": self.cliente.id, "p": json.dumps(pendiente)})
         self.pendiente = pendiente
 
-    async def _olvidar_aclaracion(self) -> bool:
+    def _olvidar_aclaracion(self) -> bool:
         """Drop the pending clarification; whether there was one."""
         if self.pendiente is None:
             return False
