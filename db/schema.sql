@@ -7,6 +7,10 @@
 -- that include marca_id, FORCE ROW LEVEL SECURITY, and one policy on crm.marca_actual().
 -- crm.marca_actual() is the brand of the transaction (app.marca_id, honoured only for
 -- the API's role) or the brand mapped to the login role (NocoDB, Metabase).
+-- Only the tables at the top of the tree (customers, products, channels, templates, keys)
+-- reference crm.marcas; the rest reach it through their composite key to such a parent.
+-- A key straight to crm.marcas would lock the brand's one row FOR KEY SHARE in every
+-- concurrent write, and each overlap costs a new multixact (migration 0005).
 --
 -- Keep db/migrations/ in step: a fresh install from this file must equal an install
 -- upgraded through every migration (tests/test_migrations.py compares the two).
@@ -139,8 +143,9 @@ CREATE TABLE crm.claves_api (
 );
 
 -- ---------------------------------------------------------------- audit
+-- No key to crm.marcas: the trail records what happened; its brand is the audited row's.
 CREATE TABLE crm.auditoria (
-  marca_id    bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id    bigint NOT NULL DEFAULT crm.marca_actual(),
   id          bigint GENERATED ALWAYS AS IDENTITY,
   tabla       text NOT NULL,
   registro_id bigint NOT NULL,
@@ -168,12 +173,12 @@ $$;
 CREATE FUNCTION crm.auditar() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, crm AS $$
 DECLARE
-  fila jsonb := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+  fila jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
 BEGIN
   INSERT INTO crm.auditoria (marca_id, tabla, registro_id, accion, antes, despues, actor)
   VALUES ((fila ->> 'marca_id')::bigint, TG_TABLE_NAME, (fila ->> 'id')::bigint, TG_OP,
-          CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-          CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
+          CASE TG_OP WHEN 'UPDATE' THEN to_jsonb(OLD) WHEN 'DELETE' THEN fila END,
+          CASE WHEN TG_OP <> 'DELETE' THEN fila END,
           crm.actor_actual());
   RETURN NULL;
 END
@@ -236,7 +241,7 @@ CREATE TABLE crm.productos (
 
 -- ---------------------------------------------------------------- orders
 CREATE TABLE crm.pedidos (
-  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual(),
   id         bigint GENERATED ALWAYS AS IDENTITY,
   cliente_id bigint NOT NULL,
   canal      text NOT NULL CHECK (canal IN ('whatsapp', 'web', 'telefono', 'presencial')),
@@ -254,7 +259,7 @@ CREATE INDEX pedidos_cliente ON crm.pedidos (marca_id, cliente_id, created_at);
 CREATE INDEX pedidos_estado ON crm.pedidos (marca_id, estado);
 
 CREATE TABLE crm.pedido_items (
-  marca_id        bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id        bigint NOT NULL DEFAULT crm.marca_actual(),
   id              bigint GENERATED ALWAYS AS IDENTITY,
   pedido_id       bigint NOT NULL,
   producto_id     bigint NOT NULL,
@@ -269,7 +274,7 @@ CREATE INDEX pedido_items_pedido ON crm.pedido_items (marca_id, pedido_id);
 CREATE INDEX pedido_items_producto ON crm.pedido_items (marca_id, producto_id);
 
 CREATE TABLE crm.pedido_estados (
-  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual(),
   id         bigint GENERATED ALWAYS AS IDENTITY,
   pedido_id  bigint NOT NULL,
   desde      text,
@@ -413,7 +418,7 @@ CREATE TRIGGER pedido_items_total_del AFTER DELETE ON crm.pedido_items
 
 -- ---------------------------------------------------------------- interactions
 CREATE TABLE crm.interacciones (
-  marca_id             bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id             bigint NOT NULL DEFAULT crm.marca_actual(),
   id                   bigint GENERATED ALWAYS AS IDENTITY,
   cliente_id           bigint NOT NULL,
   canal                text NOT NULL CHECK (canal IN ('whatsapp', 'web', 'telefono', 'presencial', 'email', 'sms')),
@@ -566,7 +571,7 @@ CREATE TRIGGER canales_unicos BEFORE INSERT OR UPDATE OF proveedor, identificado
 -- Where a conversation stands: an order item waiting for the customer to pick one of
 -- several products (pendiente = {"lineas": [...], "ambiguo": {...}}).
 CREATE TABLE crm.conversaciones (
-  marca_id   bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id   bigint NOT NULL DEFAULT crm.marca_actual(),
   id         bigint GENERATED ALWAYS AS IDENTITY,
   cliente_id bigint NOT NULL,
   pendiente  jsonb,
@@ -578,7 +583,7 @@ CREATE TABLE crm.conversaciones (
 
 -- Messages the bot could not handle: a person answers them.
 CREATE TABLE crm.alertas (
-  marca_id       bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id       bigint NOT NULL DEFAULT crm.marca_actual(),
   id             bigint GENERATED ALWAYS AS IDENTITY,
   cliente_id     bigint NOT NULL,
   interaccion_id bigint,
@@ -611,7 +616,7 @@ CREATE TABLE crm.plantillas (
 
 -- The outbox: every reply is a row, sent by `crm worker`. Status only moves forward.
 CREATE TABLE crm.salientes (
-  marca_id        bigint NOT NULL DEFAULT crm.marca_actual() REFERENCES crm.marcas (id),
+  marca_id        bigint NOT NULL DEFAULT crm.marca_actual(),
   id              bigint GENERATED ALWAYS AS IDENTITY,
   cliente_id      bigint NOT NULL,
   canal_id        bigint NOT NULL,
@@ -967,5 +972,6 @@ INSERT INTO crm.migraciones (version, nombre) VALUES (1, 'nucleo');
 INSERT INTO crm.migraciones (version, nombre) VALUES (2, 'whatsapp');
 INSERT INTO crm.migraciones (version, nombre) VALUES (3, 'reporting');
 INSERT INTO crm.migraciones (version, nombre) VALUES (4, 'ingesta');
+INSERT INTO crm.migraciones (version, nombre) VALUES (5, 'claves_marca');
 
 RESET ROLE;
