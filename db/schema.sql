@@ -39,12 +39,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
 RETURN lower(public.unaccent('public.unaccent'::regdictionary, t));
 
 -- A compact Chilean RUT (digits and check digit, K uppercase) with a correct check digit.
+-- PL/pgSQL, not SQL: a CHECK constraint's expression is planned again for every statement
+-- that writes the table, and planning parses a SQL function's body each time (0006).
 CREATE FUNCTION crm.rut_valido(rut text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-  SELECT CASE WHEN rut !~ '^[0-9]{7,8}[0-9K]$' THEN false ELSE right(rut, 1) = (
-    SELECT CASE r WHEN 11 THEN '0' WHEN 10 THEN 'K' ELSE r::text END
-      FROM (SELECT 11 - sum(substr(reverse(left(rut, -1)), i, 1)::int * (2 + (i - 1) % 6)) % 11 AS r
-              FROM generate_series(1, length(rut) - 1) AS i) x) END
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE STRICT AS $$
+DECLARE
+  cuerpo text := reverse(left(rut, -1));
+  suma int := 0;
+  r int;
+BEGIN
+  IF rut !~ '^[0-9]{7,8}[0-9K]$' THEN
+    RETURN false;
+  END IF;
+  FOR i IN 1 .. length(cuerpo) LOOP
+    suma := suma + substr(cuerpo, i, 1)::int * (2 + (i - 1) % 6);
+  END LOOP;
+  r := 11 - suma % 11;
+  RETURN right(rut, 1) = CASE r WHEN 11 THEN '0' WHEN 10 THEN 'K' ELSE r::text END;
+END
 $$;
 
 CREATE FUNCTION crm.zona_horaria_valida(tz text) RETURNS boolean
@@ -149,7 +161,7 @@ CREATE TABLE crm.auditoria (
   id          bigint GENERATED ALWAYS AS IDENTITY,
   tabla       text NOT NULL,
   registro_id bigint NOT NULL,
-  accion      text NOT NULL CHECK (accion IN ('INSERT', 'UPDATE', 'DELETE')),
+  accion      text NOT NULL,  -- TG_OP of the audit trigger, its only writer (0006)
   antes       jsonb,
   despues     jsonb,
   actor       text NOT NULL,
@@ -157,6 +169,7 @@ CREATE TABLE crm.auditoria (
   PRIMARY KEY (marca_id, id)
 );
 CREATE INDEX auditoria_registro ON crm.auditoria (marca_id, tabla, registro_id);
+COMMENT ON COLUMN crm.auditoria.accion IS 'INSERT, UPDATE o DELETE (TG_OP del disparador crm.auditar())';
 
 -- Who acted: the API key (app.actor, honoured only for the API's role), else the login role.
 CREATE FUNCTION crm.actor_actual() RETURNS text
@@ -973,5 +986,6 @@ INSERT INTO crm.migraciones (version, nombre) VALUES (2, 'whatsapp');
 INSERT INTO crm.migraciones (version, nombre) VALUES (3, 'reporting');
 INSERT INTO crm.migraciones (version, nombre) VALUES (4, 'ingesta');
 INSERT INTO crm.migraciones (version, nombre) VALUES (5, 'claves_marca');
+INSERT INTO crm.migraciones (version, nombre) VALUES (6, 'chequeos_por_sentencia');
 
 RESET ROLE;

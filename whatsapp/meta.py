@@ -16,6 +16,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -71,6 +72,7 @@ def verificar_suscripcion(params: Mapping[str, str], verify_token: str) -> str |
 # ---------------------------------------------------------------- webhook: parsing
 
 
+@lru_cache(maxsize=65_536)  # the same customers write again and again; phonenumbers is slow
 def telefono_de_proveedor(numero: str) -> str:
     """E.164 for a number WhatsApp gives us (`56987654321`, `+56987654321`). WhatsApp has
     already checked the number exists, so when `phonenumbers`' metadata disagrees (a new

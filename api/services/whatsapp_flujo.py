@@ -88,13 +88,17 @@ def bloqueo(canal: Canal, m: Mensaje) -> str:
 # The customer by phone (created with the profile name if new), the inbound interaction
 # deduplicated on the provider's id, and any clarification pending in the conversation:
 # one statement. Under the customer's lock, taken before this statement's snapshot, a
-# customer created by an earlier message is visible to the second branch.
+# customer created by an earlier message is visible to `existente`. Only a new customer
+# reaches the INSERT: an insert that conflicts still costs its sequence value and the
+# rebuilding of the table's CHECK constraints, for every message of every known customer.
+# The conflict clause stays for a customer created meanwhile outside the lock (a grid).
 _ENTRANTE = text("""
-    WITH nuevo AS (
-      INSERT INTO crm.clientes (nombre, telefono, canal_origen) VALUES (:n, :t, 'whatsapp')
+    WITH existente AS (SELECT id FROM crm.clientes WHERE telefono = :t),
+    nuevo AS (
+      INSERT INTO crm.clientes (nombre, telefono, canal_origen)
+      SELECT :n, :t, 'whatsapp' WHERE NOT EXISTS (SELECT FROM existente)
       ON CONFLICT ON CONSTRAINT clientes_telefono_unico DO NOTHING RETURNING id),
-    cliente AS (
-      SELECT id FROM nuevo UNION ALL SELECT id FROM crm.clientes WHERE telefono = :t LIMIT 1),
+    cliente AS (SELECT id FROM existente UNION ALL SELECT id FROM nuevo LIMIT 1),
     entrante AS (
       INSERT INTO crm.interacciones (cliente_id, canal, direccion, tipo, contenido, id_externo, created_at)
       SELECT id, 'whatsapp', 'entrante', 'mensaje', :contenido, :id, :en FROM cliente
