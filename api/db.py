@@ -186,14 +186,28 @@ class Database:
                     await conn._enviar_cola()
 
     @asynccontextmanager
-    async def transaction(self, marca_id: int | None, actor: str, bloqueo: str | None = None
-                          ) -> AsyncIterator[Conn]:
+    async def sesion(self) -> AsyncIterator[AsyncConnection]:
+        """One connection kept for a while, for what lives in a session rather than a
+        transaction (the outbox worker's advisory locks); `transaction(..., en=...)` runs
+        transactions on it. Session advisory locks are released before it goes back to the
+        pool (a broken connection is discarded by the pool, and its locks with it)."""
+        async with self.pool.connection() as raw:
+            try:
+                yield raw
+            finally:
+                if not raw.closed:
+                    await raw.execute("SELECT pg_advisory_unlock_all()")
+
+    @asynccontextmanager
+    async def transaction(self, marca_id: int | None, actor: str, bloqueo: str | None = None,
+                          en: AsyncConnection | None = None) -> AsyncIterator[Conn]:
         """One transaction bound to one brand: committed when the block ends normally,
         rolled back on any error, so nothing is ever half-written. `bloqueo` names an
-        advisory lock held until the end (taken in the same round trip as BEGIN)."""
+        advisory lock held until the end (taken in the same round trip as BEGIN). `en`: a
+        connection from `sesion()` instead of one from the pool."""
         marca = "" if marca_id is None else str(marca_id)
         bind = (_BIND, (marca, actor)) if bloqueo is None else (_BIND_LOCK, (marca, actor, bloqueo))
-        async with self.pool.connection() as raw:
+        async with self._conexion(en) as raw:
             conn = Conn(raw, [("BEGIN", None), bind])
             try:
                 yield conn
@@ -202,3 +216,11 @@ class Database:
                 if raw.info.transaction_status != TransactionStatus.IDLE:
                     await raw.execute("ROLLBACK")
                 raise
+
+    @asynccontextmanager
+    async def _conexion(self, en: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if en is not None:
+            yield en
+            return
+        async with self.pool.connection() as raw:
+            yield raw

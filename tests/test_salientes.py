@@ -558,6 +558,37 @@ def test_dos_despachos_a_la_vez_envian_cada_fila_una_vez(limpia, graph):
     assert all(r["intentos"] == 1 for r in filas if r["estado"] == "enviado")
 
 
+def test_una_fila_tomada_por_otro_trabajador_se_salta_y_nada_queda_bloqueado(limpia, graph):
+    """Another worker's session holds one row's advisory lock: this one sends the others,
+    then that one once it is released; no lock of the outbox outlives a batch."""
+    s, engine = limpia
+    _, ids = en_cola(s, engine, 3)
+    envs = {"meta": meta_en(graph)}
+    with admin(s) as otro:
+        otro.execute("SELECT pg_advisory_lock(%s, %s)", (salientes.CLASE_BLOQUEO, ids[1] % 2**31))
+        assert despachar(s, envs) == 2
+        assert [fila(s, i)["estado"] for i in ids] == ["enviado", "en_cola", "enviado"]
+        otro.execute("SELECT pg_advisory_unlock_all()")
+    assert despachar(s, envs) == 1 and fila(s, ids[1])["estado"] == "enviado"
+    assert all(fila(s, i)["intentos"] == 1 for i in ids)
+    with admin(s) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+                            (salientes.CLASE_BLOQUEO,)).fetchone()[0] == 0
+
+
+def test_reclamar_no_escribe_la_fila(limpia, graph):
+    """Claiming writes nothing: a row sent has two versions in its life (queued, sent),
+    hence two audit rows, not three."""
+    s, engine = limpia
+    marca, (sid,) = en_cola(s, engine, 1)
+    assert despachar(s, {"meta": meta_en(graph)}) == 1
+    with admin(s) as conn:
+        acciones = [r[0] for r in conn.execute(
+            "SELECT accion FROM crm.auditoria WHERE marca_id = %s AND tabla = 'salientes' AND registro_id = %s "
+            "ORDER BY id", (marca.id, sid))]
+    assert acciones == ["INSERT", "UPDATE"]
+
+
 def test_los_mensajes_a_un_cliente_salen_en_orden(limpia, graph):
     s, engine = limpia
     marca, (primero,) = en_cola(s, engine, 1)

@@ -5,9 +5,13 @@ happened to it (`aplicar_estado`), and send what is due (`despachar`, run by `cr
   botones) goes out only while the customer's last inbound WhatsApp message is less than
   24 hours old; outside it, only an approved template (`crm.plantillas`). Anything else is
   recorded as `fallido` at once, with the reason, and never sent.
-- Claiming: each batch locks due rows with `FOR UPDATE SKIP LOCKED` and leases them
-  (`proximo_intento` moves `ARRIENDO` seconds ahead) in one short statement, so two
-  workers never take the same row and no transaction stays open while a provider answers.
+- Claiming: each batch takes due rows with a session advisory lock per row
+  (`pg_try_advisory_lock`, skipping the rows another worker holds), on a connection it
+  keeps until the batch is recorded, then reads them again: a row another worker sent
+  and released meanwhile is no longer queued. Two workers never send the same row, no
+  transaction stays open while a provider answers, and claiming writes nothing (a lease
+  column cost every message one more row version and one more audit row). A worker that
+  dies takes its connection and its locks with it: its unsent rows are due at once.
   Each result is written as soon as the provider answers (a delivery status may arrive
   seconds later and must find the provider's id); sends that finish together are
   written together (`_Registro`).
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +45,7 @@ log = logging.getLogger("crm.salientes")
 
 MAX_INTENTOS = 8
 MAX_ESPERA = 3600  # seconds: the longest backoff between two attempts
-ARRIENDO = 300  # seconds a claimed row stays reserved to its worker
+CLASE_BLOQUEO = 7_201  # the outbox's advisory locks: (CLASE_BLOQUEO, row id mod 2**31)
 LIMITE = 200  # rows claimed per brand and turn
 CONCURRENCIA = 32  # sends in flight at once (always to different customers)
 ACTOR = "worker:salientes"
@@ -164,33 +167,32 @@ async def aplicar_estado(db: Conn, estado: Estado) -> int:
 _MARCAS = text("SELECT id FROM crm.marcas ORDER BY id")
 
 # Claim: due rows of the brand, oldest first, at most one per customer (the oldest queued:
-# a reply never overtakes an earlier one still waiting, being sent or retried), leased in
-# the same statement. Both lookups are partial indexes over the queue alone
-# (salientes_por_enviar, salientes_cola_cliente), so a claim costs the same with ten rows
-# sent or ten million. The queue is a few rows in a table of millions and its size swings
-# by the second, so this statement is planned afresh each time with the brand named
-# (`planificar_cada_vez`): a cached generic plan once scanned the whole table for it, and
-# the per-customer check is a correlated subquery and the lease an `= ANY(ARRAY(...))`,
-# index lookups in any plan.
-_RECLAMAR = text("""
-    WITH debidas AS (
-      SELECT s.id FROM crm.salientes s
-       WHERE s.marca_id = :marca AND s.estado = 'en_cola' AND s.proximo_intento <= now()
-         AND s.id = (SELECT min(p.id) FROM crm.salientes p
-                      WHERE p.marca_id = s.marca_id AND p.cliente_id = s.cliente_id AND p.estado = 'en_cola')
-       ORDER BY s.proximo_intento, s.id
-       LIMIT :limite
-         FOR UPDATE OF s SKIP LOCKED)
-    UPDATE crm.salientes s SET proximo_intento = now() + make_interval(secs => :segundos)
-      FROM crm.canales c
-     WHERE s.marca_id = :marca AND s.id = ANY (ARRAY(SELECT id FROM debidas))
-       AND c.marca_id = s.marca_id AND c.id = s.canal_id
-    RETURNING s.id, s.cliente_id, s.telefono, s.respuesta::text AS respuesta, s.intentos,
-              c.proveedor, c.identificador""")
+# a reply never overtakes an earlier one still waiting, being sent or retried), each
+# locked for this worker's session unless another worker holds it. Both lookups are
+# partial indexes over the queue alone (salientes_por_enviar, salientes_cola_cliente), so
+# a claim costs the same with ten rows sent or ten million. The queue is a few rows in a
+# table of millions and its size swings by the second, so this statement is planned
+# afresh each time with the brand named (`planificar_cada_vez`). The lock is the last
+# condition: a row locked but not returned (past the LIMIT in another plan) stays locked
+# only until the batch ends, and no other worker could have sent it meanwhile anyway.
+_TOMAR = text("""
+    SELECT s.id FROM crm.salientes s
+     WHERE s.marca_id = :marca AND s.estado = 'en_cola' AND s.proximo_intento <= now()
+       AND s.id = (SELECT min(p.id) FROM crm.salientes p
+                    WHERE p.marca_id = s.marca_id AND p.cliente_id = s.cliente_id AND p.estado = 'en_cola')
+       AND pg_try_advisory_lock(:clase, CAST(s.id % 2147483648 AS int))
+     ORDER BY s.proximo_intento, s.id
+     LIMIT :limite""")
 
-_LIBERAR = text(
-    "UPDATE crm.salientes SET proximo_intento = now() WHERE id = ANY(:ids) AND estado = 'en_cola'"
-)
+# The rows taken, read again under their locks (a later snapshot): one another worker
+# sent, or put off for a retry, between the claim's snapshot and its lock is dropped.
+_TOMADAS = text("""
+    SELECT s.id, s.cliente_id, s.telefono, s.respuesta::text AS respuesta, s.intentos,
+           c.proveedor, c.identificador
+      FROM crm.salientes s JOIN crm.canales c ON c.marca_id = s.marca_id AND c.id = s.canal_id
+     WHERE s.marca_id = :marca AND s.id = ANY(CAST(:ids AS bigint[])) AND s.estado = 'en_cola'
+       AND s.proximo_intento <= now()
+     ORDER BY s.proximo_intento, s.id""")
 
 _ENVIADOS = text("""
     UPDATE crm.salientes s SET estado = 'enviado', id_externo = x.id_externo, proveedor = x.proveedor,
@@ -331,36 +333,28 @@ class _Registro:
 async def _despachar_marca(
     database: Database, marca_id: int, enviadores: dict[str, Enviador], limite: int, lote: Lote
 ) -> None:
-    async with database.transaction(marca_id, ACTOR) as db:
-        filas = (await db.execute(_RECLAMAR, {"marca": marca_id, "limite": limite, "segundos": ARRIENDO},
-                                  planificar_cada_vez=True)).all()
-    if not filas:
-        return
-    lote.lleno = lote.lleno or len(filas) >= limite
+    async with database.sesion() as sesion:  # holds the rows' locks until all is recorded
+        async with database.transaction(marca_id, ACTOR, en=sesion) as db:
+            tomadas = [r.id for r in await db.execute(
+                _TOMAR, {"marca": marca_id, "limite": limite, "clase": CLASE_BLOQUEO}, planificar_cada_vez=True)]
+            filas = (await db.execute(_TOMADAS, {"marca": marca_id, "ids": tomadas})).all() if tomadas else []
+        if not filas:
+            return
+        lote.lleno = lote.lleno or len(tomadas) >= limite
 
-    # Every send ends within its provider's timeout; past half the lease, what has not
-    # started is handed back (due now) rather than risk another worker taking it too.
-    limite_tiempo = time.monotonic() + ARRIENDO / 2
-    turnos = asyncio.Semaphore(CONCURRENCIA)
-    no_iniciados: list[int] = []
-    registro = _Registro(database, marca_id)
-    registrando = asyncio.create_task(registro.correr())
+        turnos = asyncio.Semaphore(CONCURRENCIA)
+        registro = _Registro(database, marca_id)
+        registrando = asyncio.create_task(registro.correr())
 
-    async def uno(fila: Any) -> None:
-        async with turnos:
-            if time.monotonic() > limite_tiempo:
-                no_iniciados.append(fila.id)
-                return
-            await _enviar_y_registrar(database, marca_id, fila, enviadores, lote, registro)
+        async def uno(fila: Any) -> None:
+            async with turnos:
+                await _enviar_y_registrar(database, marca_id, fila, enviadores, lote, registro)
 
-    try:
-        resultados = await asyncio.gather(*(uno(f) for f in filas), return_exceptions=True)
-    finally:
-        registro.cerrar()
-        await registrando  # a failure to record (the database went away) surfaces here
-    if no_iniciados:
-        async with database.transaction(marca_id, ACTOR) as db:
-            await db.execute(_LIBERAR, {"ids": no_iniciados})
+        try:
+            resultados = await asyncio.gather(*(uno(f) for f in filas), return_exceptions=True)
+        finally:
+            registro.cerrar()
+            await registrando  # a failure to record (the database went away) surfaces here
     for r in resultados:  # e.g. the database went away while recording a result
         if isinstance(r, BaseException):
             raise r
