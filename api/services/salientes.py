@@ -172,9 +172,9 @@ _MARCAS = text("SELECT id FROM crm.marcas ORDER BY id")
 # partial indexes over the queue alone (salientes_por_enviar, salientes_cola_cliente), so
 # a claim costs the same with ten rows sent or ten million. The queue is a few rows in a
 # table of millions and its size swings by the second, so this statement is planned
-# afresh each time with the brand named (`planificar_cada_vez`). The lock is the last
-# condition: a row locked but not returned (past the LIMIT in another plan) stays locked
-# only until the batch ends, and no other worker could have sent it meanwhile anyway.
+# afresh each time with the brand named (`planificar_cada_vez`). Whatever order the plan
+# evaluates the conditions in, a row locked but not returned (not its customer's first,
+# or past the LIMIT) is only kept from other workers until this batch ends.
 _TOMAR = text("""
     SELECT s.id FROM crm.salientes s
      WHERE s.marca_id = :marca AND s.estado = 'en_cola' AND s.proximo_intento <= now()
