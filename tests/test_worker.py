@@ -1,4 +1,4 @@
-"""`crm worker` (api/worker.py): the loop that sends the outbox, and its graceful stop.
+"""`crm worker` (api/worker.py): the loop that sends the outbox, its graceful stop, and its death.
 
 A local HTTP server stands in for Meta's Graph API (`ServidorFalso` of
 tests/test_whatsapp_envio.py): the worker sends real HTTP requests to it. The worker runs
@@ -22,7 +22,17 @@ from datetime import timedelta
 import psycopg
 import pytest
 from sqlalchemy import create_engine
-from test_salientes import LISTA, TEXTO, en_cola, encolar, fila, nuevo_cliente, respuesta_graph
+from test_salientes import (
+    LISTA,
+    TEXTO,
+    despachar,
+    en_cola,
+    encolar,
+    fila,
+    meta_en,
+    nuevo_cliente,
+    respuesta_graph,
+)
 from test_whatsapp_envio import ServidorFalso
 
 from api import installer, roles, worker
@@ -175,6 +185,34 @@ def test_crm_worker_termina_el_lote_al_recibir_la_senal(base, graph, tmp_path, s
     assert texto.rstrip().endswith("worker: detenido"), texto
     assert "Traceback" not in texto
     assert len(graph.peticiones) == 2
+
+
+def test_un_worker_que_muere_suelta_sus_filas_al_instante(base, graph, tmp_path):
+    """`crm worker` killed (SIGKILL) with a batch in flight: while it lives no other worker
+    may take its rows; once it is gone its connection and its locks are too, so another
+    worker sends them straight away (at least once: the dead one's sends were never
+    recorded), not after a lease runs out."""
+    s, engine = base
+    _, ids = en_cola(s, engine, 2)
+    graph.por_defecto = lambda p: (*respuesta_graph(p)[:2], 20)  # the provider hangs
+    otro = ServidorFalso(respuesta_graph)
+    try:
+        with open(tmp_path / "worker.log", "wb") as salida:
+            proceso = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT,
+                                       env=_entorno(s, graph), stdout=salida, stderr=subprocess.STDOUT)
+            try:
+                esperar(lambda: len(graph.peticiones) == 2)  # the batch is in flight
+                assert despachar(s, {"meta": meta_en(otro)}) == 0  # its rows are held
+                proceso.kill()
+                proceso.wait(timeout=15)
+            finally:
+                if proceso.poll() is None:
+                    proceso.kill()
+        esperar(lambda: despachar(s, {"meta": meta_en(otro)}) == 2 or len(otro.peticiones) == 2)
+        assert [fila(s, i)["estado"] for i in ids] == ["enviado", "enviado"]
+        assert len(otro.peticiones) == 2 and all(fila(s, i)["intentos"] == 1 for i in ids)
+    finally:
+        otro.cerrar()
 
 
 def test_crm_worker_sin_credenciales_lo_dice(base, graph, tmp_path):
