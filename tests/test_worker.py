@@ -3,7 +3,7 @@
 A local HTTP server stands in for Meta's Graph API (`ServidorFalso` of
 tests/test_whatsapp_envio.py): the worker sends real HTTP requests to it. The worker runs
 on a database of its own (it serves every brand of its database), once in-process and
-once as the real `crm worker` command stopped with SIGTERM/SIGINT mid-batch.
+once as the real `crm worker` command stopped with SIGTERM/SIGINT mid-batch or killed.
 """
 
 from __future__ import annotations
