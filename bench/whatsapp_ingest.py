@@ -8,7 +8,8 @@ Needs the demo data (gollos' Meta channel and catalog). Starts `crm serve --work
 its own port with a bench app secret, then sends deliveries signed exactly as Meta signs
 them (X-Hub-Signature-256), 10% of them redelivered, from `--concurrency` senders:
 
-  normal: messages/s committed, p50/p99 latency, and the count check: inbound
+  normal: messages/s committed, p50/p99 latency, CPU milliseconds per message of the API,
+          PostgreSQL (when local), the worker and this client, and the count check: inbound
           interactions = unique messages, orders = order messages (those the parser reads
           as a complete order: what the flow must turn into exactly one order each);
   crash:  the same with the API process killed (SIGKILL) and restarted in the middle;
@@ -33,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -147,6 +149,71 @@ def start_server(port: int, workers: int = 1) -> subprocess.Popen:
     raise SystemExit("the API did not start")
 
 
+class Cpu:
+    """CPU seconds spent meanwhile by the API processes, PostgreSQL (when it runs on this
+    machine), the outbox worker and this bench, read from /proc every half second (server
+    backends come and go with their connections). Linux only; elsewhere it reports nothing.
+    On a machine whose CPUs are shared and noisy, CPU per message moves less than messages/s."""
+
+    def __init__(self, api_groups: list[int]) -> None:
+        self.api_groups = api_groups  # process groups of the API (it is restarted in `crash`)
+        self.first: dict = {}
+        self.last: dict = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _snapshot(self) -> dict:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ")
+            except OSError:
+                continue
+            comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+            if int(pid) == os.getpid():
+                who = "bench"
+            elif int(fields[2]) in self.api_groups:
+                who = "API"
+            elif comm == "postgres":
+                who = "PostgreSQL"
+            elif b"crm worker" in cmd:
+                who = "worker"
+            else:
+                continue
+            out[(pid, fields[19])] = (who, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.last.update(self._snapshot())
+
+    def __enter__(self) -> Cpu:
+        if os.path.isdir("/proc/self"):
+            self.first = self._snapshot()
+            self.last = dict(self.first)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.is_alive():
+            self.stop.set()
+            self.thread.join()
+            self.last.update(self._snapshot())
+
+    def per_message(self, messages: int) -> str:
+        spent: dict[str, float] = {}
+        for key, (who, seconds) in self.last.items():
+            spent[who] = spent.get(who, 0.0) + seconds - self.first.get(key, (who, 0.0))[1]
+        return ", ".join(f"{who} {1000 * spent[who] / messages:.2f}"
+                         for who in ("API", "PostgreSQL", "worker", "bench") if who in spent)
+
+
 class Conexion:
     """A minimal keep-alive HTTP/1.1 client over asyncio streams. httpx spends more CPU per
     request than the server does on a message, and this machine has 2 cores for both."""
@@ -190,6 +257,7 @@ async def send_all(port: int, deliveries: list, concurrency: int, crash_at: floa
         queue.put_nowait(request_bytes(body, sig))
     latencies, failures, done = [], 0, 0
     state = {"proc": start_server(port, api_workers), "crashed": False, "restarting": asyncio.Event()}
+    api_groups = [state["proc"].pid]
     state["restarting"].set()
     total = len(deliveries)
 
@@ -217,6 +285,7 @@ async def send_all(port: int, deliveries: list, concurrency: int, crash_at: floa
                     os.killpg(state["proc"].pid, signal.SIGKILL)  # the server and its workers
                     state["proc"].wait()
                     state["proc"] = await asyncio.to_thread(start_server, port, api_workers)
+                    api_groups.append(state["proc"].pid)
                     state["restarting"].set()
             else:
                 failures += 1
@@ -224,12 +293,13 @@ async def send_all(port: int, deliveries: list, concurrency: int, crash_at: floa
                 await asyncio.sleep(0.05)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*[sender() for _ in range(concurrency)])
+    with Cpu(api_groups) as cpu:  # from the first delivery (the API's start-up is not counted)
+        await asyncio.gather(*[sender() for _ in range(concurrency)])
     elapsed = time.perf_counter() - t0
     os.killpg(state["proc"].pid, signal.SIGTERM)
     state["proc"].wait(10)
     latencies.sort()
-    return {"elapsed": elapsed, "p50_ms": 1000 * statistics.median(latencies),
+    return {"elapsed": elapsed, "cpu": cpu, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1], "resent": failures}
 
 
@@ -246,6 +316,8 @@ def run_phase(name: str, args, pnid: str, owner_url: str, crash_at: float | None
           f"{args.concurrency} senders, {args.api_workers} API process(es), 1 outbox worker")
     print(f"  {unique / r['elapsed']:7.0f} messages/s committed   p50 {r['p50_ms']:6.1f} ms   "
           f"p99 {r['p99_ms']:6.1f} ms   ({r['elapsed']:.1f} s, {r['resent']} sent again after no 200)")
+    if r["cpu"].last:
+        print(f"  CPU ms per message, while sending: {r['cpu'].per_message(unique)}")
     print(f"  count check: interactions {inbound} = unique messages {unique}: {inbound == unique};  "
           f"orders {orders} = order messages {expected}: {orders == expected}")
     print(f"  outbox: {replies} replies; " + (f"all sent {drain:.1f} s after the last delivery" if drain is not None
