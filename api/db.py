@@ -48,16 +48,19 @@ def compile_sql(statement: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _row_class(names: tuple[str, ...]):
-    base = namedtuple("Row", names, rename=True)  # noqa: PYI024
+def _row_class(names: tuple[bytes, ...]):
+    base = namedtuple("Row", [n.decode() for n in names], rename=True)  # noqa: PYI024
     return type("Row", (base,), {"__slots__": (), "_mapping": property(lambda self: self._asdict())})
 
 
 def _row_factory(cursor):
-    """Rows as named tuples (row.id, tuple unpacking) that also offer `_mapping`."""
-    if cursor.description is None:
+    """Rows as named tuples (row.id, tuple unpacking) that also offer `_mapping`. The
+    column names come straight from the result: `cursor.description` builds a Column
+    object per column on every statement (about 20 µs of a 130 µs statement)."""
+    res = cursor.pgresult
+    if res is None or not res.nfields:
         return tuple
-    return _row_class(tuple(d.name for d in cursor.description))._make
+    return _row_class(tuple(res.fname(i) for i in range(res.nfields)))._make
 
 
 class NoResult(LookupError):
