@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -210,7 +210,7 @@ class Database:
         connection from `sesion()` instead of one from the pool."""
         marca = "" if marca_id is None else str(marca_id)
         bind = (_BIND, (marca, actor)) if bloqueo is None else (_BIND_LOCK, (marca, actor, bloqueo))
-        async with self._conexion(en) as raw:
+        async with nullcontext(en) if en is not None else self.pool.connection() as raw:
             conn = Conn(raw, [("BEGIN", None), bind])
             try:
                 yield conn
@@ -219,11 +219,3 @@ class Database:
                 if raw.info.transaction_status != TransactionStatus.IDLE:
                     await raw.execute("ROLLBACK")
                 raise
-
-    @asynccontextmanager
-    async def _conexion(self, en: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-        if en is not None:
-            yield en
-            return
-        async with self.pool.connection() as raw:
-            yield raw
