@@ -8,11 +8,15 @@ run works in its own database (crm_test_<pid>), dropped at the end.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import socket
+from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
+import uvicorn
 from sqlalchemy import create_engine
 
 from api import installer, roles
@@ -173,3 +177,24 @@ def client(settings):
     """Real HTTP through Litestar's test client, on the test database."""
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+@asynccontextmanager
+async def servidor_http(app):
+    """The app served by uvicorn on a free local port, in the running event loop: real
+    HTTP with requests truly in flight together. (Litestar's AsyncTestClient runs each
+    request to completion in another thread before the next one starts.) Yields the base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    tarea = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if tarea.done():
+            tarea.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await tarea

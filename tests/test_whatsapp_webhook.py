@@ -11,9 +11,9 @@ import json
 import time
 from itertools import count
 
+import httpx
 import pytest
-from conftest import admin, counts, make_brand
-from litestar.testing import AsyncTestClient
+from conftest import admin, counts, make_brand, servidor_http
 from twilio.request_validator import RequestValidator
 
 from api.app import create_app
@@ -157,8 +157,8 @@ def test_same_delivery_five_times_concurrently_is_processed_once(settings, tiend
     fono = "+56987650004"
     cuerpo = entrega(tienda.pnid, [texto(fono, "2 cuartos de pollo", id_=wamid())])
 
-    async def cinco():
-        async with AsyncTestClient(create_app(settings)) as c:
+    async def cinco():  # a real server: the five requests are in flight together
+        async with servidor_http(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as c:
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": firma(cuerpo)}
             return await asyncio.gather(*[c.post("/api/webhooks/whatsapp", content=cuerpo, headers=headers)
                                           for _ in range(5)])
@@ -182,7 +182,7 @@ def test_two_messages_of_one_customer_at_once_create_one_customer(settings, tien
     cuerpos = [entrega(tienda.pnid, [texto(fono, "hola")]), entrega(tienda.pnid, [texto(fono, "menú")])]
 
     async def juntos():
-        async with AsyncTestClient(create_app(settings)) as c:
+        async with servidor_http(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as c:
             return await asyncio.gather(*[c.post("/api/webhooks/whatsapp", content=b, headers={
                 "Content-Type": "application/json", "X-Hub-Signature-256": firma(b)}) for b in cuerpos])
 

@@ -5,10 +5,11 @@ No API key here: the provider's signature is the authentication (Meta: HMAC-SHA2
 the raw body with the app secret; Twilio: RequestValidator over the URL and every field),
 checked before anything is read or written; unsigned or forged → 401/403, nothing written.
 The brand comes from the channel the message was sent to (crm.canal_de); an unknown
-number is acknowledged and logged, not processed. Each inbound message and each status is
-handled in its own transaction bound to that brand; a redelivery is a no-op that still
-answers 200. If one fails, the answer is 500 so the provider retries the delivery: what
-was done already is deduplicated on the retry.
+number is acknowledged and logged, not processed. Each status is handled in its own
+transaction bound to that brand; each inbound message too, or, under load, in a batch of
+other customers' messages that shares one (api/services/whatsapp_lotes.py), with the same
+outcome. A redelivery is a no-op that still answers 200. If one fails, the answer is 500
+so the provider retries the delivery: what was done already is deduplicated on the retry.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from whatsapp import meta, twilio_canal
 from whatsapp.eventos import Estado, Evento, Mensaje
 
 from ..errors import problem_response
-from ..services import salientes, whatsapp_flujo
+from ..services import salientes
 from ..services.whatsapp_flujo import Canal
 
 log = logging.getLogger("crm.whatsapp")
@@ -68,11 +69,10 @@ async def procesar_eventos(request: Request, proveedor: str, eventos: list[Event
                         proveedor, evento.destino, evento.id_externo)
             resultado["ignorados"] += 1
             continue
-        bloqueo = whatsapp_flujo.bloqueo(canal, evento) if isinstance(evento, Mensaje) else None
-        async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}", bloqueo) as db:
-            if isinstance(evento, Mensaje):
-                resultado[await whatsapp_flujo.procesar(db, canal, evento, state.catalogos)] += 1
-            elif isinstance(evento, Estado):
+        if isinstance(evento, Mensaje):
+            resultado[await state.lotes.procesar(canal, proveedor, evento)] += 1
+        elif isinstance(evento, Estado):
+            async with database.transaction(canal.marca_id, f"whatsapp:{proveedor}") as db:
                 resultado["estados"] += 1 if await salientes.aplicar_estado(db, evento) else 0
     return resultado
 
