@@ -22,6 +22,7 @@ from api import roles
 from api.app import create_app
 from api.db import Database
 from api.db_lote import LoteFallido, en_lote
+from api.routes.webhooks import Canales
 
 
 def _app(settings):
@@ -221,3 +222,31 @@ def test_en_lote_runs_each_coroutine_on_one_transaction_and_undoes_all_on_any_er
     asyncio.run(probar())
     assert filas(settings, tienda.id, "SELECT nombre FROM crm.clientes WHERE marca_id = {m} AND nombre LIKE "
                  "'lote-prueba-%%' ORDER BY nombre") == [(f"lote-prueba-{n}",) for n in range(5)]
+
+
+def test_concurrent_lookups_of_one_channel_share_one_query(settings, tienda):
+    """When the cached channel expires under load, one request reads it again; the others
+    wait for that answer instead of each taking a connection for the same query."""
+
+    class Contando:
+        def __init__(self, database: Database) -> None:
+            self.database, self.lecturas = database, 0
+
+        def connection(self):
+            self.lecturas += 1
+            return self.database.connection()
+
+    async def probar():
+        database = Database(settings)
+        await database.open()
+        try:
+            contando, canales = Contando(database), Canales(ttl=0)  # every lookup finds it expired
+            primera = await asyncio.gather(*[canales.de(contando, "meta", tienda.pnid) for _ in range(20)])
+            segunda = await asyncio.gather(*[canales.de(contando, "meta", tienda.pnid) for _ in range(20)])
+            return primera + segunda, contando.lecturas
+        finally:
+            await database.close()
+
+    canales_leidos, lecturas = asyncio.run(probar())
+    assert {c.marca_id for c in canales_leidos} == {tienda.id}
+    assert lecturas == 2

@@ -14,6 +14,7 @@ so the provider retries the delivery: what was done already is deduplicated on t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -37,25 +38,45 @@ _CANAL = text("""
 
 class Canales:
     """Channel lookups by provider identifier, cached briefly (channels rarely change).
-    An unknown number is not cached, so a channel works as soon as it is registered."""
+    An unknown number is not cached, so a channel works as soon as it is registered.
+    Concurrent lookups of one number share one query: when the entry expires under load,
+    one request reads it again and the others wait for that answer."""
 
     def __init__(self, ttl: float = 30.0) -> None:
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Canal]] = {}
+        self._leyendo: dict[tuple[str, str], asyncio.Future] = {}
 
     async def de(self, database, proveedor: str, identificador: str) -> Canal | None:
         clave = (proveedor, identificador)
         hit = self._cache.get(clave)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        async with database.connection() as conn:
-            row = (await conn.execute(_CANAL, {"proveedor": proveedor, "identificador": identificador})).first()
-        canal = Canal(row.marca_id, row.canal_id, row.nombre, row.zona_horaria, row.settings) if row else None
+        en_curso = self._leyendo.get(clave)
+        if en_curso is not None and en_curso.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(en_curso)
+        futuro = asyncio.get_running_loop().create_future()
+        self._leyendo[clave] = futuro
+        try:
+            canal = await self._leer(database, proveedor, identificador)
+        except BaseException as e:
+            futuro.set_exception(e)
+            futuro.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._leyendo[clave]
+        futuro.set_result(canal)
         if canal is not None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[clave] = (time.monotonic() + self.ttl, canal)
         return canal
+
+    @staticmethod
+    async def _leer(database, proveedor: str, identificador: str) -> Canal | None:
+        async with database.connection() as conn:
+            row = (await conn.execute(_CANAL, {"proveedor": proveedor, "identificador": identificador})).first()
+        return Canal(row.marca_id, row.canal_id, row.nombre, row.zona_horaria, row.settings) if row else None
 
 
 async def procesar_eventos(request: Request, proveedor: str, eventos: list[Evento]) -> Counter:

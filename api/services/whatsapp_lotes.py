@@ -109,6 +109,8 @@ class Lotes:
         try:
             async with self.database.transaction(marca_id, f"whatsapp:{proveedor}") as conn:
                 conn.diferir(_BLOQUEOS, {"claves": bloqueos})
+                # The catalog, read (when stale) once for the batch rather than by each message.
+                await self.catalogos.de(conn, marca_id)
                 resultados = await en_lote(conn, trabajos)
         except Exception as e:
             log.warning("lote de %d mensajes de WhatsApp revertido (%s); se procesan uno a uno",
