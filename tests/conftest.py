@@ -198,3 +198,21 @@ async def servidor_http(app):
     finally:
         server.should_exit = True
         await tarea
+
+
+@pytest.fixture
+def tienda(settings, api_engine, client):
+    """A brand with a Meta channel and a small chicken menu."""
+    b = make_brand(settings, api_engine, "w")
+    for sku, nombre, precio, alias in (("CUARTO", "Cuarto de pollo", 5990, ["cuarto"]),
+                                       ("ENTERO", "Pollo entero", 15990, []),
+                                       ("MEDIO", "Medio pollo", 8990, []),
+                                       ("PAPAS", "Papas fritas", 2990, ["papas"]),
+                                       ("BEBIDA", "Bebida 1.5 litros", 2490, ["bebida", "coca"])):
+        r = client.post(f"/api/marcas/{b.slug}/productos", headers=b.h(),
+                        json={"sku": sku, "nombre": nombre, "precio": precio, "alias": alias})
+        assert r.status_code == 201, r.text
+        b.ids[sku] = r.json()["id"]
+    client.put(f"/api/marcas/{b.slug}/productos/{b.ids['producto']}", headers=b.h(), json={"activo": False})
+    b.pnid = f"pnid-{b.slug}"
+    return b

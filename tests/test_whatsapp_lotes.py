@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import servidor_http
-from test_whatsapp_webhook import entrega, filas, firma, texto, tienda  # noqa: F401 (tienda: fixture)
+from test_whatsapp_webhook import entrega, filas, firma, texto
 
 from api import roles
 from api.app import create_app

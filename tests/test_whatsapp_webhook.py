@@ -13,7 +13,7 @@ from itertools import count
 
 import httpx
 import pytest
-from conftest import admin, counts, make_brand, servidor_http
+from conftest import admin, counts, servidor_http
 from twilio.request_validator import RequestValidator
 
 from api.app import create_app
@@ -58,24 +58,6 @@ def enviar(client, cuerpo: bytes, cabecera: str | None = "firmar"):
     if cabecera is not None:
         headers["X-Hub-Signature-256"] = firma(cuerpo) if cabecera == "firmar" else cabecera
     return client.post("/api/webhooks/whatsapp", content=cuerpo, headers=headers)
-
-
-@pytest.fixture
-def tienda(settings, api_engine, client):
-    """A brand with a Meta channel and a small chicken menu."""
-    b = make_brand(settings, api_engine, "w")
-    for sku, nombre, precio, alias in (("CUARTO", "Cuarto de pollo", 5990, ["cuarto"]),
-                                       ("ENTERO", "Pollo entero", 15990, []),
-                                       ("MEDIO", "Medio pollo", 8990, []),
-                                       ("PAPAS", "Papas fritas", 2990, ["papas"]),
-                                       ("BEBIDA", "Bebida 1.5 litros", 2490, ["bebida", "coca"])):
-        r = client.post(f"/api/marcas/{b.slug}/productos", headers=b.h(),
-                        json={"sku": sku, "nombre": nombre, "precio": precio, "alias": alias})
-        assert r.status_code == 201, r.text
-        b.ids[sku] = r.json()["id"]
-    client.put(f"/api/marcas/{b.slug}/productos/{b.ids['producto']}", headers=b.h(), json={"activo": False})
-    b.pnid = f"pnid-{b.slug}"
-    return b
 
 
 def filas(settings, marca_id, sql, *params):

@@ -112,7 +112,7 @@ class Lotes:
                 # The catalog, read (when stale) once for the batch rather than by each message.
                 await self.catalogos.de(conn, marca_id)
                 resultados = await en_lote(conn, trabajos)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (whatever failed, each message is redone alone)
             log.warning("lote de %d mensajes de WhatsApp revertido (%s); se procesan uno a uno",
                         len(lote), e)
             await asyncio.gather(*(self._solo(proveedor, item) for item in lote))
@@ -127,7 +127,7 @@ class Lotes:
             async with self.database.transaction(canal.marca_id, f"whatsapp:{proveedor}",
                                                  whatsapp_flujo.bloqueo(canal, m)) as db:
                 resultado = await whatsapp_flujo.procesar(db, canal, m, self.catalogos)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (handed to the message's own request)
             if not futuro.done():
                 futuro.set_exception(e)
             return
