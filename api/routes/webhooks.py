@@ -59,9 +59,12 @@ class Canales:
         self._leyendo[clave] = futuro
         try:
             canal = await self._leer(database, proveedor, identificador)
-        except BaseException as e:
+        except Exception as e:
             futuro.set_exception(e)
             futuro.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        except BaseException:  # cancelled: so are those waiting for this reading
+            futuro.cancel()
             raise
         finally:
             del self._leyendo[clave]
