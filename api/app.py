@@ -19,6 +19,7 @@ from .config import settings as env_settings
 from .db import Conn, Database
 from .errors import HANDLERS, problem_response
 from .routes import canales, clientes, interacciones, marcas, metricas, pedidos, productos, webhooks
+from .services.whatsapp_calentar import calentar
 from .services.whatsapp_flujo import Catalogos
 from .services.whatsapp_lotes import Lotes
 from .structs import reject_nul
@@ -45,6 +46,8 @@ def create_app(s: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar):
         await database.open()
+        if s.calentar:
+            await calentar(database, app.state.catalogos, s.db_pool_size)
         # Everything loaded so far (modules, routes, the pool) lives as long as the process:
         # out of the collector's sight, a full collection scans only what requests create
         # (it scanned it all, 50-100 ms every few seconds under load).

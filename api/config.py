@@ -28,6 +28,7 @@ class Settings:
     api_port: int
     api_workers: int
     db_pool_size: int
+    calentar: bool  # warm the pool's connections at start-up (api/services/whatsapp_calentar.py)
     rate_limit_per_minute: int
     max_body_bytes: int
     backup_dir: Path
@@ -88,6 +89,7 @@ def settings() -> Settings:
         api_port=_int("CRM_API_PORT", 8000),
         api_workers=_int("CRM_API_WORKERS", 1),
         db_pool_size=_int("CRM_DB_POOL_SIZE", 10),
+        calentar=(os.environ.get("CRM_CALENTAR") or "1").strip().lower() not in ("0", "false", "no"),
         rate_limit_per_minute=_int("CRM_RATE_LIMIT_PER_MINUTE", 600),
         max_body_bytes=_int("CRM_MAX_BODY_BYTES", 1_048_576),
         backup_dir=Path(os.environ.get("CRM_BACKUP_DIR") or data_dir / "backups").resolve(),

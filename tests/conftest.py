@@ -38,7 +38,7 @@ def _test_settings():
                                rate_limit_per_minute=100_000, whatsapp_app_secret="test-app-secret",
                                whatsapp_verify_token="test-verify-token", whatsapp_access_token="",
                                twilio_account_sid="", twilio_auth_token="test-twilio-token",
-                               public_base_url="")
+                               public_base_url="", calentar=False)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from api.routes.webhooks import Canales
 
 def _app(settings):
     app = create_app(settings)
-    app.state.lotes.particiones = 1  # one queue, so the messages of a test meet in it
+    app.state.lotes.simultaneos = 1  # one batch at a time, so the messages of a test meet in one
     return app
 
 
@@ -125,6 +125,46 @@ def test_a_customers_messages_are_never_in_one_batch_and_keep_their_order(settin
     textos = [r[0]["texto"] for r in filas(settings, tienda.id, "SELECT respuesta FROM crm.salientes WHERE "
                                                                "marca_id = {m} AND telefono = %s ORDER BY id", fono)]
     assert "¿Lo confirmas?" in textos[0] and "confirmado" in textos[1] and "está confirmado" in textos[2]
+
+
+def test_a_customer_in_a_running_batch_waits_while_others_go_beside_it(settings, tienda):
+    """Two batches may run at once; a customer's second message waits for the first even
+    then, while another customer's message goes at once in the free one."""
+    fono, otro = "+56987653001", "+56987653002"
+
+    async def escenario():
+        app = create_app(settings)
+        app.state.lotes.simultaneos = 2
+        clave = f"whatsapp:{tienda.id}:{fono}"
+        async with await psycopg.AsyncConnection.connect(roles.admin_url(settings), autocommit=True) as adm, \
+                servidor_http(app) as url, httpx.AsyncClient(base_url=url) as c:
+            await adm.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (clave,))
+
+            async def esperando_bloqueo():
+                cur = await adm.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                return (await cur.fetchone())[0] == 1
+
+            async def en_cola():
+                return sum(len(cola.items) for cola in app.state.lotes._colas.values()) == 1
+
+            try:  # the lock is released even when an assertion fails (the server waits for its requests)
+                pedido = asyncio.ensure_future(_post(c, tienda.pnid, fono, "quiero un pollo entero"))
+                await _esperar(esperando_bloqueo, "the order waits for its customer's lock")
+                confirmacion = asyncio.ensure_future(_post(c, tienda.pnid, fono, "sí"))
+                await _esperar(en_cola, "the confirmation waits in the queue")
+                saludo = await _post(c, tienda.pnid, otro, "hola")  # the free batch takes it now
+                retenidos = (pedido.done(), confirmacion.done(), await esperando_bloqueo())
+            finally:
+                await adm.execute("SELECT pg_advisory_unlock_all()")
+            return saludo, retenidos, await asyncio.gather(pedido, confirmacion)
+
+    saludo, retenidos, (pedido, confirmacion) = asyncio.run(escenario())
+    assert saludo.json() == {"saludo": 1}
+    assert retenidos == (False, False, True), "only the order waited on the lock; the confirmation never joined it"
+    assert [pedido.json(), confirmacion.json()] == [{"pedido": 1}, {"confirmado": 1}]
+    assert filas(settings, tienda.id, "SELECT p.estado FROM crm.pedidos p JOIN crm.clientes c ON c.marca_id = "
+                 "p.marca_id AND c.id = p.cliente_id WHERE p.marca_id = {m} AND c.telefono = %s", fono) == \
+        [("confirmado",)]
 
 
 @pytest.fixture

@@ -16,8 +16,11 @@ Rules that keep this the same as one transaction per message:
   back and each of its messages is redone alone, in its own transaction: one bad message
   never takes the others down, and its own error reaches its own webhook request.
 
-Messages are queued per brand, provider and a share of the customers (`particiones`), so
-a few batches run at once on separate connections and PostgreSQL can use more than one core.
+Messages are queued per brand and provider. Up to `simultaneos` batches of one queue run at
+once, on separate connections, so PostgreSQL works on one while the API prepares the next
+and can use more than one core; whichever finishes takes everything that queued meanwhile.
+A customer with a message in a running batch waits for it: their next message goes in a
+later batch, never beside it.
 """
 
 from __future__ import annotations
@@ -49,15 +52,16 @@ _Item = tuple[Canal, Mensaje, asyncio.Future]
 @dataclass
 class _Cola:
     items: deque[_Item] = field(default_factory=deque)
-    tarea: asyncio.Task | None = None
+    tareas: int = 0  # batches running
+    en_curso: set[str] = field(default_factory=set)  # customers (phones) with a message in one
 
 
 class Lotes:
-    def __init__(self, database: Database, catalogos: Catalogos, *, particiones: int = 2,
+    def __init__(self, database: Database, catalogos: Catalogos, *, simultaneos: int = 4,
                  maximo: int = 64) -> None:
         self.database, self.catalogos = database, catalogos
-        self.particiones, self.maximo = particiones, maximo
-        self._colas: dict[tuple[int, str, int], _Cola] = {}
+        self.simultaneos, self.maximo = simultaneos, maximo
+        self._colas: dict[tuple[int, str], _Cola] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def procesar(self, canal: Canal, proveedor: str, m: Mensaje) -> str:
@@ -66,32 +70,42 @@ class Lotes:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): queues of the old one are gone
             self._loop, self._colas = loop, {}
-        clave = (canal.marca_id, proveedor, hash(m.telefono) % self.particiones)
+        clave = (canal.marca_id, proveedor)
         cola = self._colas.setdefault(clave, _Cola())
         futuro = loop.create_future()
         cola.items.append((canal, m, futuro))
-        if cola.tarea is None:
-            cola.tarea = asyncio.ensure_future(self._atender(clave, cola))
+        if cola.tareas < self.simultaneos and m.telefono not in cola.en_curso:
+            cola.tareas += 1
+            asyncio.ensure_future(self._atender(clave, cola))
         return await futuro
 
-    async def _atender(self, clave: tuple[int, str, int], cola: _Cola) -> None:
+    async def _atender(self, clave: tuple[int, str], cola: _Cola) -> None:
         try:
-            while cola.items:
-                lote = self._tomar(cola)
-                if len(lote) == 1:
-                    await self._solo(clave[1], lote[0])
-                else:
-                    await self._en_lote(clave[0], clave[1], lote)
+            while lote := self._tomar(cola):
+                cola.en_curso.update(m.telefono for _, m, _ in lote)
+                try:
+                    if len(lote) == 1:
+                        await self._solo(clave[1], lote[0])
+                    else:
+                        await self._en_lote(clave[0], clave[1], lote)
+                finally:
+                    cola.en_curso.difference_update(m.telefono for _, m, _ in lote)
+                    for _, _, futuro in lote:  # only when cancelled midway
+                        if not futuro.done():
+                            futuro.cancel()
         finally:
-            cola.tarea = None
-            for _, _, futuro in cola.items:  # only when cancelled (the server is stopping)
-                futuro.cancel()
+            cola.tareas -= 1
+            if cola.tareas == 0:  # only when cancelled (the server is stopping)
+                for _, _, futuro in cola.items:
+                    futuro.cancel()
+                cola.items.clear()
 
     def _tomar(self, cola: _Cola) -> list[_Item]:
-        """The oldest waiting messages, at most `maximo`, at most one per customer."""
+        """The oldest waiting messages, at most `maximo`, at most one per customer, none of
+        a customer whose message is in a running batch."""
         lote: list[_Item] = []
         quedan: deque[_Item] = deque()
-        telefonos: set[str] = set()
+        telefonos = set(cola.en_curso)
         while cola.items:
             item = cola.items.popleft()
             if len(lote) < self.maximo and item[1].telefono not in telefonos:
