@@ -57,7 +57,7 @@ class _Cola:
 
 
 class Lotes:
-    def __init__(self, database: Database, catalogos: Catalogos, *, simultaneos: int = 4,
+    def __init__(self, database: Database, catalogos: Catalogos, *, simultaneos: int = 3,
                  maximo: int = 64) -> None:
         self.database, self.catalogos = database, catalogos
         self.simultaneos, self.maximo = simultaneos, maximo
