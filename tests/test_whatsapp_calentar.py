@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import psycopg
 from litestar.testing import TestClient
+from sqlalchemy import text
 from test_whatsapp_webhook import filas
 
+from api import roles
 from api.app import create_app
 from api.db import Database
 from api.services.whatsapp_calentar import ACTOR, calentar, telefono
@@ -54,6 +57,27 @@ def test_the_api_warms_its_pool_before_taking_requests(settings, tienda):
         assert app.state.catalogos._cache, "a brand's catalog was read by the warming conversations"
         assert client.get("/api/health").status_code == 200
     assert _rastro(settings, tienda.id, 2) == [(0,)] * 5
+
+
+def test_a_warming_held_up_by_a_lock_gives_up_and_leaves_nothing(settings, tienda):
+    """A session holding the warming customer's lock would hold the API's start-up: after
+    `limite` seconds the warming is abandoned (rolled back) and the pool works."""
+    async def retenido():
+        database = Database(dataclasses.replace(settings, db_pool_size=1))
+        await database.open()
+        async with await psycopg.AsyncConnection.connect(roles.admin_url(settings), autocommit=True) as adm:
+            await adm.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                              (f"whatsapp:{tienda.id}:{telefono(0)}",))
+            try:
+                hechos = await calentar(database, Catalogos(), 1, marca_id=tienda.id, limite=1.0)
+                async with database.connection() as conn:
+                    vivo = (await conn.execute(text("SELECT 1 AS uno"))).one().uno
+            finally:
+                await database.close()
+        return hechos, vivo
+
+    assert asyncio.run(retenido()) == ([], 1)
+    assert _rastro(settings, tienda.id, 1) == [(0,)] * 5
 
 
 def test_no_brand_to_converse_with_means_no_warming(settings):

@@ -11,7 +11,7 @@ So at start-up every connection the pool opened runs a short conversation throug
 flow (`whatsapp_flujo.procesar`): an order, its confirmation, the status, the menu, a
 greeting, an opt-out and a message for a person. Each connection does it in a transaction
 that is always rolled back, as a customer of its own that no real number can be
-(+56 0…, no Chilean number starts with 0). Nothing it writes is ever visible or kept;
+(+56 0…: no Chilean number starts with 0). Nothing it writes is ever visible or kept;
 what stays is the warmed caches, the brand's order parser, and the identity numbers those
 inserts drew (as any rolled-back insert draws them).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from datetime import UTC, datetime
 
@@ -45,8 +46,9 @@ class _Deshacer(Exception):
 
 
 def telefono(n: int) -> str:
-    """The warming customer of connection `n`: E.164-shaped, never a real number."""
-    return f"+560000{n:06d}"
+    """The warming customer of this process's connection `n`: E.164-shaped, never a real
+    number, and another API process's are others (they never wait on each other)."""
+    return f"+5600{os.getpid() % 10**6:06d}{n:03d}"
 
 
 async def _marca(database: Database, marca_id: int | None) -> tuple[Canal, str] | None:
@@ -86,21 +88,22 @@ def _mensaje(fono: str, texto: str, n: int, i: int) -> Mensaje:
 
 
 async def calentar(database: Database, catalogos: Catalogos, conexiones: int,
-                   marca_id: int | None = None) -> list[list[str]]:
+                   marca_id: int | None = None, limite: float = 15.0) -> list[list[str]]:
     """Warm `conexiones` pool connections at once (each held by its own conversation, so
     each is a different one). Returns what each conversation's messages came to (as
     `whatsapp_flujo.procesar` says); none when no brand has a channel and a product yet.
-    A failure is logged and never stops the API from starting."""
+    A failure, or taking longer than `limite` seconds (a lock held elsewhere), is logged
+    and never stops the API from starting."""
     t0 = time.monotonic()
     try:
         elegida = await _marca(database, marca_id)
         if elegida is None:
             return []
         canal, producto = elegida
-        hechos = await asyncio.gather(*(_conversar(database, catalogos, canal, producto, n)
-                                        for n in range(conexiones)))
+        hechos = await asyncio.wait_for(asyncio.gather(
+            *(_conversar(database, catalogos, canal, producto, n) for n in range(conexiones))), limite)
     except Exception as e:  # noqa: BLE001 (a cold start is slower, never broken)
-        log.warning("no se pudieron preparar las conexiones: %s", e)
+        log.warning("no se pudieron preparar las conexiones: %r", e)
         return []
     log.info("%d conexiones preparadas en %.0f ms (%s)", len(hechos), 1000 * (time.monotonic() - t0),
              ", ".join(hechos[0]))
