@@ -10,7 +10,9 @@ is released they go together."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from contextlib import asynccontextmanager
 
 import httpx
 import psycopg
@@ -39,34 +41,51 @@ async def _post(c, pnid, fono, cuerpo):
 
 async def _esperar(condicion, que: str, limite: float = 10.0):
     for _ in range(int(limite / 0.02)):
-        if await condicion():
+        hecho = condicion()
+        if await hecho if inspect.isawaitable(hecho) else hecho:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"no ocurrió: {que}")
+
+
+def _en_cola(app) -> int:
+    """Messages waiting in the app's queues (not yet in a batch)."""
+    return sum(len(cola.items) for cola in app.state.lotes._colas.values())
+
+
+@asynccontextmanager
+async def _con_bloqueo(settings, app, clave: str):
+    """The app served over HTTP while another session holds the advisory lock `clave` (a
+    customer's). Yields the client, `bloqueados()` (how many advisory lock requests wait)
+    and `soltar()`. The lock is released on leaving even after a failure, before the server
+    stops (it waits for its requests)."""
+    async with await psycopg.AsyncConnection.connect(roles.admin_url(settings), autocommit=True) as adm, \
+            servidor_http(app) as url, httpx.AsyncClient(base_url=url) as c:
+        await adm.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (clave,))
+
+        async def bloqueados() -> int:
+            cur = await adm.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            return (await cur.fetchone())[0]
+
+        async def soltar() -> None:
+            await adm.execute("SELECT pg_advisory_unlock_all()")
+
+        try:
+            yield c, bloqueados, soltar
+        finally:
+            await soltar()
 
 
 async def _retenidos(settings, tienda, primero: tuple[str, str], resto: list[tuple[str, str]]):
     """Send `primero` while its customer's lock is held elsewhere, then `resto` (which queue up
     behind it), then release the lock. Returns the answers, `primero`'s first."""
     app = _app(settings)
-    clave = f"whatsapp:{tienda.id}:{primero[0]}"
-    async with await psycopg.AsyncConnection.connect(roles.admin_url(settings), autocommit=True) as adm, \
-            servidor_http(app) as url, httpx.AsyncClient(base_url=url) as c:
-        await adm.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (clave,))
-
-        async def esperando_bloqueo():
-            cur = await adm.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-            return (await cur.fetchone())[0] > 0
-
+    async with _con_bloqueo(settings, app, f"whatsapp:{tienda.id}:{primero[0]}") as (c, bloqueados, soltar):
         primera = asyncio.ensure_future(_post(c, tienda.pnid, *primero))
-        await _esperar(esperando_bloqueo, "el primer mensaje espera el bloqueo de su cliente")
+        await _esperar(bloqueados, "el primer mensaje espera el bloqueo de su cliente")
         demas = [asyncio.ensure_future(_post(c, tienda.pnid, *m)) for m in resto]
-
-        async def en_cola():
-            return sum(len(cola.items) for cola in app.state.lotes._colas.values()) == len(resto)
-
-        await _esperar(en_cola, "los demás mensajes esperan en la cola")
-        await adm.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (clave,))
+        await _esperar(lambda: _en_cola(app) == len(resto), "los demás mensajes esperan en la cola")
+        await soltar()
         return await asyncio.gather(primera, *demas)
 
 
@@ -135,27 +154,14 @@ def test_a_customer_in_a_running_batch_waits_while_others_go_beside_it(settings,
     async def escenario():
         app = create_app(settings)
         app.state.lotes.simultaneos = 2
-        clave = f"whatsapp:{tienda.id}:{fono}"
-        async with await psycopg.AsyncConnection.connect(roles.admin_url(settings), autocommit=True) as adm, \
-                servidor_http(app) as url, httpx.AsyncClient(base_url=url) as c:
-            await adm.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (clave,))
-
-            async def esperando_bloqueo():
-                cur = await adm.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                return (await cur.fetchone())[0] == 1
-
-            async def en_cola():
-                return sum(len(cola.items) for cola in app.state.lotes._colas.values()) == 1
-
-            try:  # the lock is released even when an assertion fails (the server waits for its requests)
-                pedido = asyncio.ensure_future(_post(c, tienda.pnid, fono, "quiero un pollo entero"))
-                await _esperar(esperando_bloqueo, "the order waits for its customer's lock")
-                confirmacion = asyncio.ensure_future(_post(c, tienda.pnid, fono, "sí"))
-                await _esperar(en_cola, "the confirmation waits in the queue")
-                saludo = await _post(c, tienda.pnid, otro, "hola")  # the free batch takes it now
-                retenidos = (pedido.done(), confirmacion.done(), await esperando_bloqueo())
-            finally:
-                await adm.execute("SELECT pg_advisory_unlock_all()")
+        async with _con_bloqueo(settings, app, f"whatsapp:{tienda.id}:{fono}") as (c, bloqueados, soltar):
+            pedido = asyncio.ensure_future(_post(c, tienda.pnid, fono, "quiero un pollo entero"))
+            await _esperar(bloqueados, "the order waits for its customer's lock")
+            confirmacion = asyncio.ensure_future(_post(c, tienda.pnid, fono, "sí"))
+            await _esperar(lambda: _en_cola(app) == 1, "the confirmation waits in the queue")
+            saludo = await _post(c, tienda.pnid, otro, "hola")  # the free batch takes it now
+            retenidos = (pedido.done(), confirmacion.done(), await bloqueados() == 1)
+            await soltar()
             return saludo, retenidos, await asyncio.gather(pedido, confirmacion)
 
     saludo, retenidos, (pedido, confirmacion) = asyncio.run(escenario())
