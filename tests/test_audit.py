@@ -8,6 +8,8 @@ roles read the trail but can never write it, nor the order status history.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from conftest import admin, connect, make_brand
@@ -149,6 +151,7 @@ def _brand_role_ops(conn, brand):
             return [ids[key]]
         return op
 
+    ids["cancelar"] = estado_ins
     return ids, [
         ("clientes", "INSERT", cliente_ins),
         ("productos", "INSERT", producto_ins),
@@ -161,7 +164,6 @@ def _brand_role_ops(conn, brand):
         ("pedidos", "UPDATE", upd("pedidos", "nota = 'sin cebolla'", "pedido")),
         ("interacciones", "UPDATE", upd("interacciones", "contenido = 'hola de nuevo'", "interaccion")),
         ("pedido_items", "DELETE", dele("pedido_items", "item")),
-        ("pedido_estados", "INSERT", estado_ins),
         ("interacciones", "DELETE", dele("interacciones", "interaccion")),
         ("plantillas", "INSERT", plantilla_ins),
         ("plantillas", "UPDATE", upd("plantillas", "aprobada = true", "plantilla")),
@@ -188,6 +190,17 @@ def test_every_write_as_brand_role_is_audited(settings, brand, brand_sql):
             check(one(rows, tabla, registro_id, accion), brand.id, rol, antes, despues)
         assert all(r["actor"] == rol and r["marca_id"] == brand.id for r in rows), rows
         covered.add((tabla, accion))
+
+    # A status change: the order's own audit row records it. The history row the order's
+    # trigger writes names the same actor and is not copied into the trail.
+    since = mark(settings)
+    antes = snapshot(settings, "pedidos", ids["pedido"])
+    (estado,) = ids["cancelar"]()
+    rows = audit_since(settings, since)
+    check(one(rows, "pedidos", ids["pedido"], "UPDATE"), brand.id, rol, antes,
+          snapshot(settings, "pedidos", ids["pedido"]))
+    assert [r["tabla"] for r in rows] == ["pedidos"]
+    assert snapshot(settings, "pedido_estados", estado)["actor"] == rol
 
     # Only a pending order can be deleted (the cancelled one is refused, nothing written);
     # deleting a pending one cascades to its history; UPDATE of the history is owner-only.
@@ -232,8 +245,8 @@ def test_every_write_as_brand_role_is_audited(settings, brand, brand_sql):
                    if conn.execute("SELECT has_table_privilege(%s, %s, %s)", (rol, f"crm.{t}", a)).fetchone()[0]}
     assert granted - covered == set()
     # pedido_estados is written only by triggers (insert, cascade delete) and updated only by
-    # the owner (maintenance): tested below
-    assert {("pedido_estados", "INSERT"), ("pedido_estados", "DELETE")} <= covered
+    # the owner (maintenance): its deletes are audited here, its updates below
+    assert ("pedido_estados", "DELETE") in covered
 
 
 def test_history_update_by_owner_is_audited(settings, brand):
@@ -319,17 +332,16 @@ def test_every_write_through_the_api_is_audited(client, settings, api_engine, br
     assert upd and upd[-1]["despues"]["total"] == 4200
     item_id = pedido["items"][0]["id"]
     expect(s, "pedido_items", item_id, "INSERT", staff, None)
-    hist = [r for r in rows if r["tabla"] == "pedido_estados"]
-    assert len(hist) == 1 and hist[0]["accion"] == "INSERT" and hist[0]["despues"]["hacia"] == "pendiente"
-    assert hist[0]["despues"]["actor"] == staff
-    covered.add(("pedido_estados", "INSERT"))
+    # its history row names the key itself and is not copied into the trail
+    assert [(h["hacia"], h["actor"]) for h in pedido["historial"]] == [("pendiente", staff)]
+    assert not [r for r in rows if r["tabla"] == "pedido_estados"]
 
     o_antes = snapshot(settings, "pedidos", pedido["id"])
     s = mark(settings)
-    call("PUT", f"/api/pedidos/{pedido['id']}", "admin", {"estado": "confirmado"})
+    hist = call("PUT", f"/api/pedidos/{pedido['id']}", "admin", {"estado": "confirmado"}).json()["historial"]
     expect(s, "pedidos", pedido["id"], "UPDATE", adm, o_antes)
-    hist = [r for r in audit_since(settings, s, brand.id) if r["tabla"] == "pedido_estados"]
-    assert len(hist) == 1 and hist[0]["actor"] == adm and hist[0]["despues"]["desde"] == "pendiente"
+    assert [(h["desde"], h["hacia"], h["actor"]) for h in hist[1:]] == [("pendiente", "confirmado", adm)]
+    assert not [r for r in audit_since(settings, s, brand.id) if r["tabla"] == "pedido_estados"]
 
     # interactions
     s = mark(settings)
@@ -349,9 +361,54 @@ def test_every_write_through_the_api_is_audited(client, settings, api_engine, br
     assert {r["actor"] for r in audit_since(settings, since_all, brand.id)} == {staff, adm}
     assert not [r for r in audit_since(settings, since_all) if r["marca_id"] != brand.id]
     # every tenant table the REST routes write got an audited INSERT through the API (the
-    # WhatsApp tables are written by the webhook: tests/test_whatsapp_flujo.py checks them)
+    # WhatsApp tables are written by the webhook: tests/test_whatsapp_flujo.py checks them;
+    # the status history's inserts are the order's own record, checked above)
     whatsapp = {"canales", "conversaciones", "alertas", "plantillas", "salientes"}
-    assert {t for t, a in covered if a == "INSERT"} == audited_tables(settings) - whatsapp
+    assert {t for t, a in covered if a == "INSERT"} == audited_tables(settings) - whatsapp - {"pedido_estados"}
+
+
+# ---------------------------------------------------------------- the outbox
+# A reply's delivery progress, written by the worker and the providers' status callbacks
+# and kept on the row itself; every other column is what is sent, and to whom.
+PROGRESO = {"estado", "intentos", "proximo_intento", "proveedor", "id_externo", "error", "enviado_en",
+            "updated_at"}
+
+
+def test_outbox_update_trigger_names_every_column_but_the_delivery_progress(settings):
+    """A column added to crm.salientes is audited on update unless named progress here."""
+    with admin(settings) as conn:
+        columnas = {r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'crm.salientes'::regclass "
+            "AND attnum > 0 AND NOT attisdropped")}
+        definicion = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE "
+                                  "tgrelid = 'crm.salientes'::regclass AND tgname = 'auditoria_contenido'"
+                                  ).fetchone()[0]
+    assert PROGRESO < columnas
+    assert set(re.findall(r"old\.(\w+)", definicion)) == set(re.findall(r"new\.(\w+)", definicion)) \
+        == columnas - PROGRESO
+
+
+def test_outbox_audits_what_is_sent_not_its_delivery(settings, brand):
+    with admin(settings) as conn:
+        sid = conn.execute(
+            "INSERT INTO crm.salientes (marca_id, cliente_id, canal_id, telefono, respuesta) "
+            "VALUES (%s, %s, %s, '+56955500009', '{\"texto\": \"hola\"}') RETURNING id",
+            (brand.id, brand.ids["cliente"], brand.ids["canal"])).fetchone()[0]
+    since = mark(settings)
+    with connect(settings, roles.OWNER, autocommit=True) as conn:
+        for sets in ("estado = 'enviado', intentos = 1, proveedor = 'meta', id_externo = 'wamid.x', "
+                     "enviado_en = now()", "estado = 'leido'", "estado = 'fallido', error = '131047'"):
+            conn.execute(f"UPDATE crm.salientes SET {sets} WHERE id = %s", (sid,))
+    assert audit_since(settings, since) == []
+    antes = snapshot(settings, "salientes", sid)
+    with connect(settings, roles.OWNER, autocommit=True) as conn:
+        conn.execute("UPDATE crm.salientes SET respuesta = '{\"texto\": \"chao\"}' WHERE id = %s", (sid,))
+    check(one(audit_since(settings, since), "salientes", sid, "UPDATE"), brand.id, roles.OWNER,
+          antes, snapshot(settings, "salientes", sid))
+    since = mark(settings)
+    with connect(settings, roles.OWNER, autocommit=True) as conn:
+        conn.execute("DELETE FROM crm.salientes WHERE id = %s", (sid,))
+    assert one(audit_since(settings, since), "salientes", sid, "DELETE")["despues"] is None
 
 
 # ---------------------------------------------------------------- nobody writes the trail by hand
