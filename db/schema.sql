@@ -310,7 +310,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Before insert/update of an order: new orders start pending, status moves only along
--- allowed transitions, and total is always recomputed from the items.
+-- allowed transitions, and total is always recomputed from the items (a new order's,
+-- which may come declared, is checked at the end of its statement: pedidos_total_declarado).
 CREATE FUNCTION crm.pedidos_reglas() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -319,7 +320,6 @@ BEGIN
       RAISE EXCEPTION 'Un pedido nuevo debe comenzar en estado pendiente, no %', NEW.estado
         USING ERRCODE = 'CRM01', COLUMN = 'estado';
     END IF;
-    NEW.total := 0;
     RETURN NEW;
   END IF;
   IF NEW.estado IS DISTINCT FROM OLD.estado
@@ -340,6 +340,23 @@ END
 $$;
 CREATE TRIGGER pedidos_reglas BEFORE INSERT OR UPDATE ON crm.pedidos
   FOR EACH ROW EXECUTE FUNCTION crm.pedidos_reglas();
+
+-- A new order may come with the total its writer expects: the API declares it in the
+-- statement that also inserts the items, so the order is written once, with its total.
+-- At the end of that statement (after its items), a total that is not their sum is
+-- recomputed; an order without items has total 0.
+CREATE FUNCTION crm.pedidos_total_declarado() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.total <> coalesce((SELECT sum(subtotal) FROM crm.pedido_items
+                            WHERE marca_id = NEW.marca_id AND pedido_id = NEW.id), 0) THEN
+    UPDATE crm.pedidos SET total = total WHERE marca_id = NEW.marca_id AND id = NEW.id;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER pedidos_total_declarado AFTER INSERT ON crm.pedidos
+  FOR EACH ROW WHEN (NEW.total <> 0) EXECUTE FUNCTION crm.pedidos_total_declarado();
 
 -- Only a pending order (a draft) can be deleted; any other is cancelled instead, so sales
 -- and their status history never vanish (deleting cascades to items and history).
@@ -406,10 +423,23 @@ CREATE TRIGGER pedido_items_reglas BEFORE INSERT OR UPDATE OR DELETE ON crm.pedi
   FOR EACH ROW EXECUTE FUNCTION crm.pedido_items_reglas();
 
 -- After items change, touch their orders once per statement so pedidos_reglas recomputes total.
+-- Items added to an order this transaction wrote itself, whose total already is their
+-- sum (an order declared with its total, with its items), leave it alone: nobody else can
+-- see that version of the order, or change it before this transaction ends. Any other
+-- order is recomputed under its row lock, unconditionally: a comparison made before
+-- waiting for the lock could miss items another transaction committed meanwhile.
 CREATE FUNCTION crm.pedido_items_total() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+  IF TG_OP = 'INSERT' THEN
+    UPDATE crm.pedidos p SET total = p.total
+      FROM (SELECT DISTINCT marca_id, pedido_id FROM nuevos) n
+     WHERE p.marca_id = n.marca_id AND p.id = n.pedido_id
+       AND NOT (p.xmin = pg_current_xact_id()::xid
+                AND p.total = (SELECT coalesce(sum(i.subtotal), 0) FROM crm.pedido_items i
+                                WHERE i.marca_id = p.marca_id AND i.pedido_id = p.id));
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
     UPDATE crm.pedidos p SET total = p.total
       FROM (SELECT DISTINCT marca_id, pedido_id FROM nuevos) n
      WHERE p.marca_id = n.marca_id AND p.id = n.pedido_id;
@@ -1019,5 +1049,6 @@ INSERT INTO crm.migraciones (version, nombre) VALUES (4, 'ingesta');
 INSERT INTO crm.migraciones (version, nombre) VALUES (5, 'claves_marca');
 INSERT INTO crm.migraciones (version, nombre) VALUES (6, 'chequeos_por_sentencia');
 INSERT INTO crm.migraciones (version, nombre) VALUES (7, 'auditoria_sin_copias');
+INSERT INTO crm.migraciones (version, nombre) VALUES (8, 'total_declarado');
 
 RESET ROLE;

@@ -8,6 +8,9 @@ prices captured when the order is placed.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from conftest import admin, connect, counts, make_brand
@@ -379,6 +382,83 @@ def test_brand_role_item_changes_keep_total(settings, brand, products, brand_sql
 
     assert _sqlstate(brand_sql, "DELETE FROM crm.pedido_items WHERE pedido_id = %s", (pedido_id,)) is None
     assert order_row(settings, pedido_id)["total"] == 0
+
+
+def _declared(conn, brand, total: int, items) -> int:
+    """One statement, as the API writes an order: the order with a declared total, and its items."""
+    pedido_id = conn.execute(
+        "WITH p AS (INSERT INTO crm.pedidos (cliente_id, canal, total) VALUES (%s, 'web', %s) RETURNING id), "
+        "i AS (INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad) "
+        "      SELECT p.id, x.producto, x.cantidad FROM p, unnest(%s::bigint[], %s::int[]) AS x(producto, cantidad)) "
+        "SELECT id FROM p", (brand.ids["cliente"], total, [pr for pr, _ in items], [c for _, c in items])).fetchone()[0]
+    conn.commit()
+    return pedido_id
+
+
+def _order_versions(settings, pedido_id: int) -> list[str]:
+    with admin(settings) as conn:
+        return [r[0] for r in conn.execute("SELECT accion FROM crm.auditoria WHERE tabla = 'pedidos' "
+                                           "AND registro_id = %s ORDER BY id", (pedido_id,))]
+
+
+def test_declared_total_is_written_once_when_right_and_recomputed_when_not(settings, brand, products, brand_sql):
+    items = [(products["pollo"], 2), (products["papas"], 1)]
+    right = _declared(brand_sql, brand, 4500, items)
+    assert order_row(settings, right)["total"] == items_sum(settings, right) == 4500
+    assert _order_versions(settings, right) == ["INSERT"]
+
+    for declared in (1, 999_999):
+        wrong = _declared(brand_sql, brand, declared, items)
+        assert order_row(settings, wrong)["total"] == items_sum(settings, wrong) == 4500
+        assert _order_versions(settings, wrong) == ["INSERT", "UPDATE"]
+
+    # declared, but without items: the total is theirs, 0
+    alone = brand_sql.execute("INSERT INTO crm.pedidos (cliente_id, canal, total) VALUES (%s, 'web', 5000) "
+                              "RETURNING id", (brand.ids["cliente"],)).fetchone()[0]
+    brand_sql.commit()
+    assert order_row(settings, alone)["total"] == 0
+
+    # items added later in the same transaction as the order (as NocoDB would not, but a
+    # script could): the order is this transaction's own, its total is brought up to date
+    pedido_id = brand_sql.execute("INSERT INTO crm.pedidos (cliente_id, canal, total) VALUES (%s, 'web', 1000) "
+                                  "RETURNING id", (brand.ids["cliente"],)).fetchone()[0]
+    for producto, cantidad in items:
+        brand_sql.execute("INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad) VALUES (%s, %s, %s)",
+                          (pedido_id, producto, cantidad))
+    brand_sql.commit()
+    assert order_row(settings, pedido_id)["total"] == items_sum(settings, pedido_id) == 4500
+
+
+def test_items_added_at_once_by_two_sessions_keep_total(settings, brand, products, brand_sql):
+    """Two sessions add an item of the same price to one order at the same moment. The
+    second waits for the first's lock on the order; its total must then count both items
+    (a check made before that wait, in its older snapshot, would see the totals equal)."""
+    pedido_id = _sql_order(brand_sql, brand, products, ((products["pollo"], 1),))
+    insert = "INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad) VALUES (%s, %s, 1)"
+    with connect(settings, roles.brand_role(brand.slug)) as otra:
+        brand_sql.execute(insert, (pedido_id, products["pollo"]))  # holds the order's row lock
+        done = threading.Event()
+
+        def second():
+            otra.execute(insert, (pedido_id, products["pollo"]))
+            otra.commit()
+            done.set()
+
+        t = threading.Thread(target=second)
+        t.start()
+        with admin(settings) as conn:
+            for _ in range(200):
+                if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND query LIKE 'INSERT INTO crm.pedido_items%%'").fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("la segunda sesión no llegó a esperar el pedido")
+        assert not done.is_set()
+        brand_sql.commit()
+        t.join(10)
+        assert done.is_set()
+    assert order_row(settings, pedido_id)["total"] == items_sum(settings, pedido_id) == 3 * 1000
 
 
 def test_brand_role_inactive_product_is_crm04(settings, brand, products, brand_sql):

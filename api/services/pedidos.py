@@ -38,11 +38,16 @@ _DETAIL = text(f"""
 
 
 # An order and its items in one statement. The items' BEFORE trigger captures each price,
-# so their RETURNING already carries it; the order's total (kept by the items' statement
-# trigger, which runs after this statement) is their sum.
+# so their RETURNING already carries it. The order is declared with the total those
+# prices make, so it is written once: the database checks the declaration at the end of
+# the statement and recomputes a total that is not its items' sum (pedidos_total_declarado).
 _INSERTAR = text("""
     WITH pedido AS (
-      INSERT INTO crm.pedidos (cliente_id, canal, nota) VALUES (:c, :canal, :nota) RETURNING id),
+      INSERT INTO crm.pedidos (cliente_id, canal, nota, total)
+      SELECT :c, :canal, :nota, coalesce(sum(pr.precio * x.cantidad), 0)
+        FROM unnest(CAST(:prods AS bigint[]), CAST(:cants AS int[])) AS x(producto_id, cantidad)
+        JOIN crm.productos pr ON pr.id = x.producto_id
+      RETURNING id),
     items AS (
       INSERT INTO crm.pedido_items (pedido_id, producto_id, cantidad)
       SELECT pedido.id, x.producto_id, x.cantidad
