@@ -394,8 +394,8 @@ def test_outbox_audits_what_is_sent_not_its_delivery(settings, brand):
             (brand.id, brand.ids["cliente"], brand.ids["canal"])).fetchone()[0]
     since = mark(settings)
     with connect(settings, roles.OWNER, autocommit=True) as conn:
-        for sets in ("estado = 'enviado', intentos = 1, proveedor = 'meta', id_externo = 'wamid.x', "
-                     "enviado_en = now()", "estado = 'leido'", "estado = 'fallido', error = '131047'"):
+        enviado = "estado = 'enviado', intentos = 1, proveedor = 'meta', id_externo = 'wamid.x', enviado_en = now()"
+        for sets in (enviado, "estado = 'leido'", "estado = 'fallido', error = '131047'"):
             conn.execute(f"UPDATE crm.salientes SET {sets} WHERE id = %s", (sid,))
     assert audit_since(settings, since) == []
     antes = snapshot(settings, "salientes", sid)
