@@ -320,6 +320,7 @@ BEGIN
       RAISE EXCEPTION 'Un pedido nuevo debe comenzar en estado pendiente, no %', NEW.estado
         USING ERRCODE = 'CRM01', COLUMN = 'estado';
     END IF;
+    NEW.total := greatest(coalesce(NEW.total, 0), 0);  -- a declared total; none (a grid's blank) is 0
     RETURN NEW;
   END IF;
   IF NEW.estado IS DISTINCT FROM OLD.estado

@@ -412,11 +412,15 @@ def test_declared_total_is_written_once_when_right_and_recomputed_when_not(setti
         assert order_row(settings, wrong)["total"] == items_sum(settings, wrong) == 4500
         assert _order_versions(settings, wrong) == ["INSERT", "UPDATE"]
 
-    # declared, but without items: the total is theirs, 0
-    alone = brand_sql.execute("INSERT INTO crm.pedidos (cliente_id, canal, total) VALUES (%s, 'web', 5000) "
-                              "RETURNING id", (brand.ids["cliente"],)).fetchone()[0]
-    brand_sql.commit()
-    assert order_row(settings, alone)["total"] == 0
+    # declared, but without items: the total is theirs, 0; so is a blank or negative one
+    # (what a grid may send), without an error
+    for declared in (5000, None, -5):
+        alone = brand_sql.execute("INSERT INTO crm.pedidos (cliente_id, canal, total) VALUES (%s, 'web', %s) "
+                                  "RETURNING id", (brand.ids["cliente"], declared)).fetchone()[0]
+        brand_sql.commit()
+        assert order_row(settings, alone)["total"] == 0
+    blank = _declared(brand_sql, brand, None, items)
+    assert order_row(settings, blank)["total"] == items_sum(settings, blank) == 4500
 
     # items added later in the same transaction as the order (as NocoDB would not, but a
     # script could): the order is this transaction's own, its total is brought up to date
