@@ -22,17 +22,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 from sqlalchemy import create_engine
-from test_salientes import (
-    LISTA,
-    TEXTO,
-    despachar,
-    en_cola,
-    encolar,
-    fila,
-    meta_en,
-    nuevo_cliente,
-    respuesta_graph,
-)
+from test_salientes import LISTA, TEXTO, encolar, fila, nuevo_cliente
+from test_salientes_despacho import despachar, en_cola, meta_en, respuesta_graph
 from test_whatsapp_envio import ServidorFalso
 
 from api import installer, roles, worker
